@@ -1,0 +1,66 @@
+# Orderstream: `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+INFRA := $(PYTHON) deploy/local/infra.py
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-unit test-integration lint schemas-lock infra-install infra-start \
+        infra-stop infra-status infra-clean up down status clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e ".[dev]"
+	@rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP) ## Create .venv and install Orderstream with its dev tools
+
+test: $(STAMP) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_BOOTSTRAP_SERVERS/MONGO_URL or Docker are there
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMP) ## Run the unit tests only (no servers)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP) ## Run the integration tests (real Kafka and MongoDB-wire server)
+	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: $(STAMP) ## ruff and mypy (strict on services/)
+	$(BIN)/ruff check services tests deploy/local
+	$(BIN)/mypy
+
+schemas-lock: $(STAMP) ## Lock new schema versions (refuses incompatible changes) and regenerate records.py
+	$(BIN)/orderstream schemas-lock
+
+infra-install: ## Resolve the Kafka jars (Maven) and build FerretDB (Go), cached in .cache/
+	$(INFRA) install
+
+infra-start: ## Start the local Kafka broker and FerretDB (idempotent)
+	$(INFRA) start
+
+infra-stop: ## Stop the local Kafka broker and FerretDB
+	$(INFRA) stop
+
+infra-status: ## Show whether the local servers run
+	$(INFRA) status
+
+infra-clean: ## Stop the local servers and delete their data and logs
+	$(INFRA) clean
+
+up: $(STAMP) ## Run the system: local Kafka + FerretDB, topics, and all six services (Ctrl-C stops the services)
+	@if [ -n "$$KAFKA_BOOTSTRAP_SERVERS" ]; then echo "using Kafka at $$KAFKA_BOOTSTRAP_SERVERS"; else $(INFRA) start; fi
+	$(BIN)/orderstream topics-create --bootstrap "$${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:19092}"
+	$(BIN)/honcho -f deploy/local/Procfile start
+
+down: ## Stop the local servers started by `make up`
+	$(INFRA) stop
+
+status: infra-status ## Show what runs
+
+clean: ## Remove the virtualenv and caches (keeps .cache/ installs: see infra-clean)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Docker-free local infrastructure: a real Apache Kafka broker and a MongoDB-wire server.
+
+Kafka is Apache's own broker (KRaft, single node) run from the jars Maven
+resolves from Maven Central (deploy/local/kafka/pom.xml). MongoDB is FerretDB
+with its SQLite backend, built from the Go module proxy through our launcher
+(deploy/local/ferretdb). Everything lives under one git-ignored cache folder.
+
+    infra.py install            resolve the Kafka jars and build FerretDB (cached)
+    infra.py start [NAME...]     install if needed, start, wait until ready (idempotent)
+    infra.py stop [NAME...]      stop what runs (SIGTERM, then SIGKILL after a grace period)
+    infra.py status              one line per server; exit 0 only when all run
+    infra.py env                 KAFKA_BOOTSTRAP_SERVERS=... and MONGO_URL=... lines
+    infra.py clean               stop, then delete data and logs (keeps the installs)
+
+Environment: ORDERSTREAM_CACHE (default <repo>/.cache), ORDERSTREAM_KAFKA_PORT
+(19092; the controller uses the next port), ORDERSTREAM_MONGO_PORT (27117),
+ORDERSTREAM_KAFKA_HEAP (768m). Standard library only: it runs before the
+virtualenv exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+CACHE = Path(os.environ.get("ORDERSTREAM_CACHE", ROOT / ".cache")).resolve()
+HOST = "127.0.0.1"
+KAFKA_PORT = int(os.environ.get("ORDERSTREAM_KAFKA_PORT", "19092"))
+CONTROLLER_PORT = KAFKA_PORT + 1
+MONGO_PORT = int(os.environ.get("ORDERSTREAM_MONGO_PORT", "27117"))
+KAFKA_HEAP = os.environ.get("ORDERSTREAM_KAFKA_HEAP", "768m")
+READY_TIMEOUT_S = 120.0
+STOP_GRACE_S = 30.0
+
+RUN = CACHE / "run"
+LOGS = CACHE / "logs"
+
+
+class InfraError(RuntimeError):
+    """A server could not be installed or started; the message says why and where to look."""
+
+
+def _log(msg: str) -> None:
+    print(f"[infra] {msg}", file=sys.stderr, flush=True)
+
+
+def _digest(*paths: Path) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((HOST, port)) == 0
+
+
+def _run(cmd: list[str], cwd: Path, what: str, env: dict[str, str] | None = None) -> None:
+    _log(f"{what}: {' '.join(cmd)}")
+    res = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise InfraError(
+            f"{what} failed (exit {res.returncode}):\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+        )
+
+
+@dataclass
+class Server:
+    """One locally managed server process."""
+
+    name: str
+    port: int
+    install: Callable[[], None]
+    prepare: Callable[[], list[str]]  # returns the command line; may format storage
+    ready_line: str  # printed in its log once it serves clients
+
+    @property
+    def pidfile(self) -> Path:
+        return RUN / f"{self.name}.pid"
+
+    @property
+    def logfile(self) -> Path:
+        return LOGS / f"{self.name}.log"
+
+    def pid(self) -> int | None:
+        """The pid of our running process, or None (a stale pid file is removed)."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            self.pidfile.unlink(missing_ok=True)
+            return None
+        # A recycled pid belongs to someone else: our processes all name the cache folder.
+        if str(CACHE).encode() not in cmdline:
+            self.pidfile.unlink(missing_ok=True)
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return self.pid() is not None and _port_open(self.port)
+
+    def start(self) -> bool:
+        """Start unless running; True when this call started it."""
+        if self.pid() is not None:
+            self._await_ready(None)
+            _log(f"{self.name} already running on {HOST}:{self.port}")
+            return False
+        if _port_open(self.port):
+            raise InfraError(
+                f"port {self.port} is taken by another process; set "
+                f"ORDERSTREAM_{self.name.upper()}_PORT to a free port"
+            )
+        self.install()
+        cmd = self.prepare()
+        RUN.mkdir(parents=True, exist_ok=True)
+        LOGS.mkdir(parents=True, exist_ok=True)
+        offset = self.logfile.stat().st_size if self.logfile.exists() else 0
+        with self.logfile.open("ab") as out:
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=CACHE, start_new_session=True,
+            )
+        self.pidfile.write_text(str(proc.pid))
+        try:
+            self._await_ready(offset, proc)
+        except InfraError:
+            self.stop()
+            raise
+        _log(f"{self.name} ready on {HOST}:{self.port} (pid {proc.pid}, log {self.logfile})")
+        return True
+
+    def _await_ready(self, offset: int | None, proc: subprocess.Popen[bytes] | None = None) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc is not None and proc.poll() is not None:
+                raise InfraError(
+                    f"{self.name} exited with {proc.returncode}; see {self.logfile}:\n{self._tail()}"
+                )
+            seen = offset is None or self.ready_line.encode() in self.logfile.read_bytes()[offset:]
+            if seen and _port_open(self.port):
+                return
+            time.sleep(0.25)
+        raise InfraError(
+            f"{self.name} not ready after {READY_TIMEOUT_S:.0f}s; see {self.logfile}:\n{self._tail()}"
+        )
+
+    def _tail(self) -> str:
+        try:
+            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-30:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> bool:
+        """Stop if running; True when something was stopped."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        for sig, wait in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 10.0)):
+            try:
+                os.killpg(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+                _reap(pid)
+                time.sleep(0.2)
+            if not Path(f"/proc/{pid}").exists():
+                break
+            _log(f"{self.name} ignored {sig.name}; escalating")
+        self.pidfile.unlink(missing_ok=True)
+        _log(f"{self.name} stopped")
+        return True
+
+
+def _reap(pid: int) -> None:
+    """Collect our own child's exit status so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+# --- Kafka -----------------------------------------------------------------
+
+KAFKA_HOME = CACHE / "kafka"
+KAFKA_LIBS = KAFKA_HOME / "libs"
+KAFKA_DATA = KAFKA_HOME / "data"
+KAFKA_POM = HERE / "kafka" / "pom.xml"
+
+
+def install_kafka() -> None:
+    stamp = KAFKA_LIBS / ".pom.sha256"
+    want = _digest(KAFKA_POM)
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    if shutil.which("mvn") is None or shutil.which("java") is None:
+        raise InfraError("Kafka needs Java 17+ and Maven on PATH (mvn, java)")
+    tmp = KAFKA_HOME / "libs.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    _run(["mvn", "-B", "-q", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+          f"-DoutputDirectory={tmp}"], HERE, "resolving Apache Kafka jars from Maven Central")
+    shutil.rmtree(KAFKA_LIBS, ignore_errors=True)
+    tmp.rename(KAFKA_LIBS)
+    stamp.write_text(want)
+
+
+def _kafka_config() -> Path:
+    KAFKA_HOME.mkdir(parents=True, exist_ok=True)
+    props = KAFKA_HOME / "server.properties"
+    props.write_text(f"""\
+# Written by deploy/local/infra.py on every start; edit infra.py, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{HOST}:{CONTROLLER_PORT}
+listeners=PLAINTEXT://{HOST}:{KAFKA_PORT},CONTROLLER://{HOST}:{CONTROLLER_PORT}
+advertised.listeners=PLAINTEXT://{HOST}:{KAFKA_PORT}
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={KAFKA_DATA}
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+delete.topic.enable=true
+log.retention.hours=24
+""")
+    (KAFKA_HOME / "log4j.properties").write_text("""\
+log4j.rootLogger=WARN, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.server.KafkaRaftServer=INFO
+""")
+    return props
+
+
+def prepare_kafka() -> list[str]:
+    props = _kafka_config()
+    classpath = f"{KAFKA_LIBS}/*"
+    java = ["java", f"-Dlog4j.configuration=file:{KAFKA_HOME / 'log4j.properties'}", "-cp", classpath]
+    if not (KAFKA_DATA / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        # Static voters (controller.quorum.voters) need no --standalone.
+        _run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+             CACHE, "formatting Kafka storage")
+    return [*java[:1], "-Xms256m", f"-Xmx{KAFKA_HEAP}", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            "-Djava.awt.headless=true", *java[1:], "kafka.Kafka", str(props)]
+
+
+# --- FerretDB ----------------------------------------------------------------
+
+FERRET_SRC = HERE / "ferretdb"
+FERRET_BIN = CACHE / "bin" / "orderstream-ferretdb"
+FERRET_DATA = CACHE / "ferretdb" / "data"
+
+
+def install_ferretdb() -> None:
+    stamp = FERRET_BIN.with_suffix(".sha256")
+    want = _digest(FERRET_SRC / "go.mod", FERRET_SRC / "go.sum", FERRET_SRC / "main.go")
+    if FERRET_BIN.exists() and stamp.exists() and stamp.read_text() == want:
+        return
+    if shutil.which("go") is None:
+        raise InfraError("FerretDB is built from the Go module proxy: install Go 1.22+ (go on PATH)")
+    FERRET_BIN.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "CGO_ENABLED": "0"}
+    _run(["go", "build", "-trimpath", "-o", str(FERRET_BIN), "."], FERRET_SRC,
+         "building FerretDB v1.24 (SQLite backend)", env)
+    stamp.write_text(want)
+
+
+def prepare_ferretdb() -> list[str]:
+    FERRET_DATA.mkdir(parents=True, exist_ok=True)
+    return [str(FERRET_BIN), "-listen-addr", f"{HOST}:{MONGO_PORT}", "-data-dir", str(FERRET_DATA)]
+
+
+SERVERS = {
+    "kafka": Server("kafka", KAFKA_PORT, install_kafka, prepare_kafka, "Kafka Server started"),
+    "mongo": Server("mongo", MONGO_PORT, install_ferretdb, prepare_ferretdb, "Listening on TCP"),
+}
+
+
+def env_lines() -> list[str]:
+    return [f"KAFKA_BOOTSTRAP_SERVERS={HOST}:{KAFKA_PORT}", f"MONGO_URL=mongodb://{HOST}:{MONGO_PORT}/"]
+
+
+def _pick(names: list[str]) -> list[Server]:
+    unknown = [n for n in names if n not in SERVERS]
+    if unknown:
+        raise InfraError(f"unknown server(s) {unknown}; choose from {sorted(SERVERS)}")
+    return [SERVERS[n] for n in (names or list(SERVERS))]
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(__doc__)
+        return 0
+    cmd, names = argv[0], argv[1:]
+    try:
+        if cmd == "install":
+            for s in _pick(names):
+                s.install()
+        elif cmd == "start":
+            started = [s.name for s in _pick(names) if s.start()]
+            print(f"started={','.join(started)}")
+            print("\n".join(env_lines()))
+        elif cmd == "stop":
+            for s in reversed(_pick(names)):
+                s.stop()
+        elif cmd == "status":
+            ok = True
+            for s in _pick(names):
+                up = s.running()
+                ok &= up
+                state = "running" if up else "stopped"
+                print(f"{s.name:6} {state:8} {HOST}:{s.port} pid={s.pid() or '-'} log={s.logfile}")
+            return 0 if ok else 3
+        elif cmd == "env":
+            print("\n".join(env_lines()))
+        elif cmd == "clean":
+            for s in _pick(names):
+                s.stop()
+            for d in (KAFKA_DATA, FERRET_DATA.parent, LOGS):
+                shutil.rmtree(d, ignore_errors=True)
+        else:
+            print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)
+            return 2
+    except InfraError as exc:
+        _log(f"error: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Orderstream: an event-streaming trading backend."""

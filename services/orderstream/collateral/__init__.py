@@ -1,0 +1,1 @@
+"""Per-account collateral ledger: balances, holds, settlement (issue 5)."""

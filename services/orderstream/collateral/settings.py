@@ -1,0 +1,17 @@
+"""Settings of the collateral service (env prefix ORDERSTREAM_COLLATERAL_)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from orderstream.common.settings import ServiceSettings
+
+
+class CollateralSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERSTREAM_COLLATERAL_")
+    service: ClassVar[str] = "collateral"
+
+    web_port: int = Field(6071, ge=0, le=65535, description="Port of /healthz and /metrics.")

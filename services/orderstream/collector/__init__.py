@@ -1,0 +1,1 @@
+"""Writes execution reports to MongoDB order history (issue 6)."""

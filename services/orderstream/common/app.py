@@ -1,0 +1,220 @@
+"""The service template: a Faust app wired with settings, the Avro codec, health, metrics and DLQs.
+
+A service builds one `Service`, declares its inputs with `@service.consume(topic)`
+and its outputs with `service.output(topic)`, and runs `service.main()`.
+
+Error policy (see ../shared/STYLE.md):
+- A record that cannot be decoded, fails validation, or is not a record type
+  the topic carries goes to `<topic>.dlq` with the error in headers; the
+  agent goes on with the next record.
+- A business outcome is never an exception: handlers emit rejection events.
+- Anything else a handler raises is a bug. Faust acknowledges the record of an
+  agent that raised (its stream acks in a `finally`), which would lose it, so
+  the worker exits at once instead, before the ack; the record is redelivered
+  when the worker restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+import faust
+from faust.sensors.prometheus import setup_prometheus_sensors
+
+from orderstream.common import metrics
+from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
+from orderstream.common.logs import logging_config
+from orderstream.common.record import Record
+from orderstream.common.records import ALL_RECORDS
+from orderstream.common.settings import ServiceSettings
+from orderstream.common.topics import TopicSpec, dlq_name, spec, topic_configs
+
+log = logging.getLogger(__name__)
+
+EX_SOFTWARE = 70
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Where a record came from: enough to trace it and to dead-letter it."""
+
+    topic: str  # the deployed name, prefix included
+    partition: int
+    offset: int
+    key: str | None
+    headers: Mapping[str, bytes]
+
+
+Handler = Callable[[Record, Delivery], Awaitable[None]]
+
+
+def hard_exit(exc: BaseException, delivery: Delivery) -> NoReturn:
+    """Default reaction to a handler bug: log loudly, leave the record unacknowledged, exit."""
+    log.critical("handler failed; exiting before the record is acknowledged", exc_info=exc,
+                 extra={"topic": delivery.topic, "partition": delivery.partition,
+                        "offset": delivery.offset})
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stderr.flush()
+    os._exit(EX_SOFTWARE)
+
+
+class Output:
+    """A typed output topic: encodes records with the codec and keys them as UTF-8."""
+
+    def __init__(self, service: Service, topic: TopicSpec) -> None:
+        self.spec = topic
+        self._service = service
+        self._topic = service.raw_topic(service.settings.topic(topic.name), topic_configs(topic))
+
+    async def send(self, key: str, record: Record, headers: Mapping[str, bytes] | None = None) -> None:
+        """Queue `record` for sending; Faust flushes the producer before it commits offsets."""
+        if not self.spec.accepts(record):
+            raise TypeError(f"{type(record).__name__} is not a record of {self.spec.name}")
+        await self._topic.send(
+            key=key.encode(), value=self._service.codec.encode(record), headers=dict(headers or {})
+        )
+        metrics.RECORDS_OUT.labels(self._service.settings.service, self.spec.name,
+                                   type(record).__name__).inc()
+
+
+class Service:
+    """One Orderstream service: a Faust app plus the project's conventions."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        records: Iterable[type[Record]] = ALL_RECORDS,
+        on_handler_error: Callable[[BaseException, Delivery], None] = hard_exit,
+    ) -> None:
+        self.settings = settings
+        self.name = settings.service
+        self.codec = AvroCodec(records, schema_ids(settings.schema_registry_url))
+        self.on_handler_error = on_handler_error
+        datadir = os.path.join(settings.data_dir, self.name)
+        os.makedirs(datadir, exist_ok=True)
+        brokers = ";".join(f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(","))
+        self.app = faust.App(
+            f"{settings.topic_prefix}orderstream-{self.name}",
+            broker=brokers,
+            store=settings.store,
+            datadir=datadir,
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_in_thread=False,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=1,
+            processing_guarantee="at_least_once",
+            producer_acks=-1,
+            consumer_auto_offset_reset="earliest",
+            logging_config=logging_config(self.name, settings.log_level, settings.worker_id),
+        )
+        setup_prometheus_sensors(self.app, pattern="/metrics", name_prefix=f"faust_{self.name}")
+        self._dlqs: dict[str, faust.TopicT] = {}
+        self._started = time.time()
+        self._add_health()
+
+    # -- topics ---------------------------------------------------------------
+
+    def raw_topic(self, name: str, config: Mapping[str, str] | None = None) -> faust.TopicT:
+        """A topic of raw bytes: decoding is ours, so a bad record can be dead-lettered."""
+        return self.app.topic(
+            name, key_type=bytes, value_type=bytes, key_serializer="raw",
+            value_serializer="raw", config=dict(config or {}),
+        )
+
+    def output(self, topic: str) -> Output:
+        return Output(self, spec(topic))
+
+    def _dlq(self, topic: str) -> faust.TopicT:
+        if topic not in self._dlqs:
+            self._dlqs[topic] = self.raw_topic(dlq_name(topic), {"cleanup.policy": "delete"})
+        return self._dlqs[topic]
+
+    async def dead_letter(self, delivery: Delivery, value: bytes | None, error: BaseException) -> None:
+        """Send the original bytes to `<topic>.dlq` with the error, and wait until it is stored."""
+        headers = {
+            **delivery.headers,
+            "x-dlq-error": str(error).encode()[:4000],
+            "x-dlq-error-type": type(error).__name__.encode(),
+            "x-dlq-source-topic": delivery.topic.encode(),
+            "x-dlq-source-partition": str(delivery.partition).encode(),
+            "x-dlq-source-offset": str(delivery.offset).encode(),
+            "x-dlq-service": self.name.encode(),
+        }
+        fut = await self._dlq(delivery.topic).send(
+            key=delivery.key.encode() if delivery.key is not None else None, value=value, headers=headers
+        )
+        await fut
+        metrics.DEAD_LETTERS.labels(self.name, delivery.topic).inc()
+        log.warning("dead-lettered a record", extra={
+            "topic": delivery.topic, "partition": delivery.partition, "offset": delivery.offset,
+            "error": str(error)})
+
+    # -- agents ---------------------------------------------------------------
+
+    def consume(self, topic: str, *, concurrency: int = 1) -> Callable[[Handler], Handler]:
+        """Register `handler(record, delivery)` for every valid record on a catalog topic."""
+        topic_spec = spec(topic)
+        deployed = self.settings.topic(topic)
+        source = self.raw_topic(deployed, topic_configs(topic_spec))
+
+        def register(handler: Handler) -> Handler:
+            async def agent(stream: faust.StreamT[bytes]) -> None:
+                async for event in stream.events():
+                    await self._handle(event, topic_spec, handler)
+
+            agent.__name__ = agent.__qualname__ = f"{handler.__name__}_agent"
+            self.app.agent(source, name=f"{self.name}.{handler.__name__}", concurrency=concurrency)(agent)
+            return handler
+
+        return register
+
+    async def _handle(self, event: Any, topic: TopicSpec, handler: Handler) -> None:
+        msg = event.message
+        raw_headers = event.headers or {}
+        headers = dict(raw_headers) if not isinstance(raw_headers, dict) else raw_headers
+        key = msg.key.decode(errors="replace") if msg.key is not None else None
+        delivery = Delivery(msg.topic, msg.partition, msg.offset, key, headers)
+        try:
+            record = self.codec.decode(event.value)
+            if not topic.accepts(record):
+                raise DecodeError(f"{type(record).__name__} is not a record of {topic.name}")
+        except DecodeError as exc:
+            await self.dead_letter(delivery, event.value, exc)
+            return
+        metrics.RECORDS_IN.labels(self.name, topic.name, type(record).__name__).inc()
+        try:
+            await handler(record, delivery)
+        except Exception as exc:  # a bug: see the module docstring
+            self.on_handler_error(exc, delivery)
+            raise
+
+    # -- health ---------------------------------------------------------------
+
+    def _add_health(self) -> None:
+        service = self
+
+        @self.app.page("/healthz")
+        async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
+            app = service.app
+            consumer_up = bool(app.consumer.started)
+            body = {
+                "service": service.name,
+                "status": "ok" if consumer_up and not app.rebalancing else "starting",
+                "rebalancing": bool(app.rebalancing),
+                "assigned_partitions": len(app.assignor.assigned_actives()) if consumer_up else 0,
+                "uptime_s": round(time.time() - service._started, 1),
+            }
+            return web.json(body, status=200 if body["status"] == "ok" else 503)
+
+    def main(self) -> NoReturn:
+        """Run the worker from the command line (`python -m orderstream.<service> worker`)."""
+        self.app.main()

@@ -1,0 +1,1 @@
+"""Order lifecycle authority: order state machine, reports, positions (issue 5)."""

@@ -1,0 +1,1 @@
+"""The internal venue: price-time-priority books per symbol (issue 3)."""

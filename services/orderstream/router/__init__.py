@@ -1,0 +1,1 @@
+"""Smart order router: pre-trade risk, venue choice, baskets (issue 5)."""
