@@ -47,6 +47,7 @@ async def start_probe(kafka_bootstrap: str, tmp: Path) -> Probe:
         "ORDERSTREAM_PARTITIONS": "2",
         "ORDERSTREAM_PROBE_WEB_PORT": str(port),
         "ORDERSTREAM_PROBE_DATA_DIR": str(tmp / "faust"),
+        "ORDERSTREAM_PROBE_SESSION_TIMEOUT_S": "6",
     }, tmp / "probe.log").start()
     await worker.wait_healthy(port)
     return Probe(kafka_bootstrap, prefix, port, worker)

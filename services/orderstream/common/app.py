@@ -114,6 +114,8 @@ class Service:
             processing_guarantee="at_least_once",
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=settings.session_timeout_s / 10,
             logging_config=logging_config(self.name, settings.log_level, settings.worker_id),
         )
         setup_prometheus_sensors(self.app, pattern="/metrics", name_prefix=f"faust_{self.name}")

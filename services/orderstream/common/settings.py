@@ -54,6 +54,10 @@ class ServiceSettings(BaseSettings):
     data_dir: str = Field(".cache/faust", description="Faust data directory (RocksDB tables).")
     web_host: str = Field("127.0.0.1", description="Interface of /healthz and /metrics.")
     web_port: int = Field(6066, ge=0, le=65535, description="Port of /healthz and /metrics.")
+    session_timeout_s: float = Field(
+        30.0, ge=6.0, description="Kafka consumer session timeout: how long a dead worker's "
+        "partitions wait before another worker takes them over.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     worker_id: str = Field("", description="Name of this worker in logs; defaults to host:pid.")
 
