@@ -8,7 +8,8 @@ INFRA := $(PYTHON) deploy/local/infra.py
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-unit test-integration lint schemas-lock infra-install infra-start \
+
+.PHONY: bench help install test test-unit test-integration lint schemas-lock infra-install infra-start \
         infra-stop infra-status infra-clean up down status clean
 
 help: ## List the targets
@@ -30,8 +31,12 @@ test-unit: $(STAMP) ## Run the unit tests only (no servers)
 test-integration: $(STAMP) ## Run the integration tests (real Kafka and MongoDB-wire server)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
+bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, then the matcher via the broker
+	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/python bench/bench_book.py
+
 lint: $(STAMP) ## ruff and mypy (strict on services/)
-	$(BIN)/ruff check services tests deploy/local
+	$(BIN)/ruff check services tests deploy/local bench
 	$(BIN)/mypy
 
 schemas-lock: $(STAMP) ## Lock new schema versions (refuses incompatible changes) and regenerate records.py

@@ -110,29 +110,36 @@ class Book:
 
     def submit(self, cmd: NewOrder, now: int = 0) -> list[AnyEvent]:
         """Place an order; the events it caused."""
-        self._expire(now)
+        if self._expiries and self._expiries[0][0] <= now:
+            self._expire(now)
         reason = self._invalid(cmd, now)
         if reason is not None:
             self._events.append(Rejected(cmd.order_id, cmd.account_id, cmd.client_order_id, 1,
                                          reason[0], reason[1], "SubmitOrder"))
             return self._finish()
-        o = self._new_order(cmd)
-        if cmd.post_only and self._would_take(o, o.price):
+        o = cmd
+        self.meta.priority += 1
+        o.priority = self.meta.priority
+        if o.post_only and self._would_take(o, o.price):
             self._events.append(Rejected(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
                                          Reason.POST_ONLY_WOULD_TAKE, "post-only order would take liquidity",
                                          "SubmitOrder"))
             return self._finish()
-        self._accept(o)
+        o.seq += 1
+        self._events.append(Accepted(o.order_id, o.account_id, o.client_order_id, o.seq,
+                                     o.is_buy, o.kind, o.tif, o.qty, o.price))
         if o.kind in TRIGGERED_KINDS:
             self._park(o)
         else:
             self._execute(o)
-        self._run_triggers()
+        if self.pending:
+            self._run_triggers()
         return self._finish()
 
     def cancel(self, order_id: str, account_id: str, now: int = 0) -> list[AnyEvent]:
         """Cancel an open order of `account_id`."""
-        self._expire(now)
+        if self._expiries and self._expiries[0][0] <= now:
+            self._expire(now)
         o = self.orders.get(order_id)
         if o is None or o.account_id != account_id:
             self._reject_unknown(order_id, account_id, "CancelOrder")
@@ -228,6 +235,9 @@ class Book:
     def _invalid(self, cmd: NewOrder, now: int) -> tuple[str, str] | None:
         if cmd.order_id in self.orders:
             return Reason.DUPLICATE_ORDER_ID, f"order {cmd.order_id} is already open"
+        if (cmd.kind is Kind.LIMIT and cmd.tif is Tif.GTC and cmd.qty > 0 and cmd.price is not None
+                and cmd.price > 0 and cmd.display is None and cmd.budget is None):
+            return None  # the common case: a plain resting limit order
         if cmd.qty <= 0:
             return Reason.INVALID_QUANTITY, "quantity must be > 0"
         if cmd.kind in LIMIT_PRICED_KINDS and (cmd.price is None or cmd.price <= 0):
@@ -248,19 +258,9 @@ class Book:
             return Reason.INVALID_ORDER, "a quote budget applies to market buys and must be > 0"
         return None
 
-    def _new_order(self, c: NewOrder) -> Order:
-        return Order(c.order_id, c.account_id, c.client_order_id, c.is_buy, c.kind, c.tif, c.qty, c.price,
-                     self._next_priority(), stop_price=c.stop_price, trail=c.trail, trail_ppm=c.trail_ppm,
-                     display=c.display, budget=c.budget, post_only=c.post_only, expire_at=c.expire_at,
-                     stp=c.stp)
-
     def _next_priority(self) -> int:
         self.meta.priority += 1
         return self.meta.priority
-
-    def _accept(self, o: Order) -> None:
-        self._events.append(Accepted(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
-                                     o.is_buy, o.kind, o.tif, o.qty, o.price))
 
     def _reject_unknown(self, order_id: str, account_id: str, command: str) -> None:
         self._events.append(Rejected(order_id, account_id, "", 0, Reason.UNKNOWN_ORDER,
@@ -322,7 +322,7 @@ class Book:
     def _match(self, o: Order, limit: int | None) -> str | None:
         """Trade `o` against the other side; a reason when matching stopped early."""
         side = self.asks if o.is_buy else self.bids
-        while o.leaves > 0:
+        while o.qty > o.filled:
             level = side.best()
             if level is None:
                 return None
@@ -330,7 +330,7 @@ class Book:
             if limit is not None and (price > limit if o.is_buy else price < limit):
                 return None
             orders = level.orders
-            while o.leaves > 0 and level.live:
+            while o.qty > o.filled and level.live:
                 m = orders[0]
                 if not m.live:
                     orders.popleft()
@@ -341,7 +341,8 @@ class Book:
                     if o.stp is not Stp.CANCEL_OLDEST:
                         return Reason.SELF_TRADE_PREVENTION
                     continue
-                qty = o.leaves if o.leaves < m.visible else m.visible
+                want = o.qty - o.filled
+                qty = want if want < m.visible else m.visible
                 if o.budget is not None:
                     qty = min(qty, o.budget // price)
                     if qty == 0:
@@ -350,7 +351,7 @@ class Book:
                 self._trade(o, m, level, price, qty)
                 if m.visible == 0:
                     orders.popleft()
-                    if m.leaves > 0:  # iceberg: next slice joins the back of the queue
+                    if m.qty > m.filled:  # iceberg: next slice joins the back of the queue
                         m.priority = self._next_priority()
                         m.visible = min(m.display or m.leaves, m.leaves)
                         orders.append(m)
@@ -376,10 +377,14 @@ class Book:
         self._dirty[maker.order_id] = maker
         self._dirty[taker.order_id] = taker
         ev = self._events
-        ev.append(Filled(taker.order_id, taker.account_id, taker.client_order_id, taker.next_seq(),
-                         trade_id, taker.is_buy, price, qty, taker.leaves, False, maker.account_id))
-        ev.append(Filled(maker.order_id, maker.account_id, maker.client_order_id, maker.next_seq(),
-                         trade_id, maker.is_buy, price, qty, maker.leaves, True, taker.account_id))
+        taker.seq += 1
+        maker.seq += 1
+        ev.append(Filled(taker.order_id, taker.account_id, taker.client_order_id, taker.seq,
+                         trade_id, taker.is_buy, price, qty, taker.qty - taker.filled, False,
+                         maker.account_id))
+        ev.append(Filled(maker.order_id, maker.account_id, maker.client_order_id, maker.seq,
+                         trade_id, maker.is_buy, price, qty, maker.qty - maker.filled, True,
+                         taker.account_id))
         meta.md_seq += 1
         ev.append(TradePrint(trade_id, price, qty, taker.is_buy, meta.md_seq))
         meta.last_price = price
@@ -493,6 +498,7 @@ class Book:
                 self._events.append(Triggered(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
                                               last))
                 o.kind = Kind.LIMIT if o.kind in LIMIT_PRICED_KINDS else Kind.MARKET
+                o.priority = self._next_priority()  # time priority starts when it reaches the book
                 self._dirty[o.order_id] = o
                 self._execute(o)
             if self.meta.last_price == last:

@@ -69,8 +69,12 @@ class Reason:
 
 
 @dataclass(slots=True)
-class NewOrder:
-    """Command: place an order (already converted to ticks and lots)."""
+class Order:
+    """An order: the command that places it, then the state the book keeps of it.
+
+    `Book.submit` takes ownership of the object it is given (no copy on the hot
+    path): the caller must not change it afterwards.
+    """
 
     order_id: str
     account_id: str
@@ -84,35 +88,14 @@ class NewOrder:
     trail: int | None = None  # trailing distance in ticks
     trail_ppm: int | None = None  # trailing distance in parts per million of the last price
     display: int | None = None  # iceberg slice in lots
-    budget: int | None = None  # market buy: most notional (ticks x lots) to spend
+    budget: int | None = None  # market buy: most notional (ticks x lots) it may still spend
     post_only: bool = False
     expire_at: int | None = None
     stp: Stp = Stp.CANCEL_NEWEST
-
-
-@dataclass(slots=True)
-class Order:
-    """An order the book holds: resting at a level, or waiting for its trigger."""
-
-    order_id: str
-    account_id: str
-    client_order_id: str
-    is_buy: bool
-    kind: Kind
-    tif: Tif
-    qty: int
-    price: int | None
-    priority: int
+    # state kept by the book
+    priority: int = 0
     filled: int = 0
     visible: int = 0  # open quantity shown at its level (an iceberg shows one slice)
-    stop_price: int | None = None
-    trail: int | None = None
-    trail_ppm: int | None = None
-    display: int | None = None
-    budget: int | None = None
-    post_only: bool = False
-    expire_at: int | None = None
-    stp: Stp = Stp.CANCEL_NEWEST
     seq: int = 0  # sequence number of the last event about this order
     live: bool = True
     pending: bool = False  # waiting for its trigger, not in a level
@@ -126,7 +109,10 @@ class Order:
         return self.seq
 
 
-@dataclass(slots=True, frozen=True)
+NewOrder = Order  # the command's name where an order is being placed
+
+
+@dataclass(slots=True)
 class Event:
     order_id: str
     account_id: str
@@ -134,7 +120,7 @@ class Event:
     seq: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Accepted(Event):
     is_buy: bool
     kind: Kind
@@ -143,14 +129,14 @@ class Accepted(Event):
     price: int | None
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Rejected(Event):
     reason: str
     message: str
     command: str  # SubmitOrder, CancelOrder or ReplaceOrder
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Filled(Event):
     trade_id: str
     is_buy: bool
@@ -161,23 +147,23 @@ class Filled(Event):
     counterparty: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Canceled(Event):
     qty: int
     reason: str
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Expired(Event):
     qty: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Triggered(Event):
     trigger_price: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class Replaced(Event):
     qty: int
     price: int | None
@@ -185,7 +171,7 @@ class Replaced(Event):
     priority_kept: bool
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class TradePrint:
     """Market data: one trade, with the book's market-data sequence number."""
 
@@ -196,7 +182,7 @@ class TradePrint:
     md_seq: int
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class BookDelta:
     """Market data: levels whose visible quantity changed, as (is_bid, price, qty); 0 removes."""
 
