@@ -77,11 +77,12 @@ class Output:
         """Queue `record` for sending; Faust flushes the producer before it commits offsets."""
         if not self.spec.accepts(record):
             raise TypeError(f"{type(record).__name__} is not a record of {self.spec.name}")
-        await self._topic.send(
-            key=key.encode(), value=self._service.codec.encode(record), headers=dict(headers or {})
-        )
-        metrics.RECORDS_OUT.labels(self._service.settings.service, self.spec.name,
-                                   type(record).__name__).inc()
+        await self.send_encoded(key, self._service.codec.encode(record), headers)
+
+    async def send_encoded(self, key: str, value: bytes, headers: Mapping[str, bytes] | None = None) -> None:
+        """Queue a record already encoded by this service's codec."""
+        await self._topic.send(key=key.encode(), value=value, headers=dict(headers or {}))
+        metrics.RECORDS_OUT.labels(self._service.settings.service, self.spec.name).inc()
 
 
 class Service:

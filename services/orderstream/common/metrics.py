@@ -8,7 +8,7 @@ RECORDS_IN = Counter(
     "orderstream_records_in_total", "Records decoded and handled", ["service", "topic", "record"]
 )
 RECORDS_OUT = Counter(
-    "orderstream_records_out_total", "Records produced", ["service", "topic", "record"]
+    "orderstream_records_out_total", "Records produced", ["service", "topic"]
 )
 DEAD_LETTERS = Counter(
     "orderstream_dead_letters_total", "Records sent to a dead-letter topic", ["service", "topic"]

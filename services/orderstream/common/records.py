@@ -268,6 +268,15 @@ class CancelOrder(Record):
     symbol: str = Field(description='Instrument symbol.')
 
 
+class ExpireOrders(Record):
+    """Command: expire every GTD order of the symbol whose time has come (sent by the matcher's own clock through the log, so expiry is replayed like any command)."""
+
+    avro_name: ClassVar[str] = "orderstream.order.ExpireOrders"
+    command_id: str = Field(description='Unique id of this command; a repeat is ignored.')
+    ts_event: int = Field(description='The time to expire against: nanoseconds since the Unix epoch, UTC.')
+    symbol: str = Field(description='Instrument symbol.')
+
+
 class OrderAccepted(Record):
     """Event: the venue accepted the order."""
 
@@ -448,6 +457,7 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     Deposited,
     DepthSnapshot,
     ExecutionReport,
+    ExpireOrders,
     FillSettled,
     Instrument,
     OrderAccepted,

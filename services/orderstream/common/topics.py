@@ -38,7 +38,8 @@ COLLATERAL_EVENT_RECORDS = (r.Deposited, r.Withdrawn, r.WithdrawalRejected, r.Co
 CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec("order.commands", KeyKind.ACCOUNT, ORDER_COMMAND_RECORDS, ("gateway",), ("collateral",)),
     TopicSpec("order.funded", KeyKind.ACCOUNT, ORDER_COMMAND_RECORDS, ("collateral",), ("router",)),
-    TopicSpec("match.commands", KeyKind.SYMBOL, ORDER_COMMAND_RECORDS, ("router",), ("matcher",)),
+    TopicSpec("match.commands", KeyKind.SYMBOL, (*ORDER_COMMAND_RECORDS, r.ExpireOrders),
+              ("router", "matcher"), ("matcher",)),
     TopicSpec("order.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS,
               ("collateral", "router", "matcher"), ("execution",), retention_ms=30 * DAY_MS),
     TopicSpec("execution.reports", KeyKind.ACCOUNT, (r.ExecutionReport,), ("execution",),

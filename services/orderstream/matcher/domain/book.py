@@ -167,6 +167,7 @@ class Book:
         if problem is not None:
             self._events.append(Rejected(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
                                          problem[0], problem[1], "ReplaceOrder"))
+            self._dirty[o.order_id] = o  # its sequence number moved on
             return self._finish()
         keep = new_price == o.price and new_qty <= o.qty
         if o.pending or keep:
@@ -221,6 +222,10 @@ class Book:
         def side(s: Side) -> list[tuple[int, int]]:
             return [(p, s.levels[p].total) for p in s.prices()[:limit]]
         return side(self.bids), side(self.asks)
+
+    def next_expiry(self) -> int | None:
+        """The earliest GTD expiry time still scheduled (it may belong to a gone order)."""
+        return self._expiries[0][0] if self._expiries else None
 
     def best_bid(self) -> int | None:
         lvl = self.bids.best()
