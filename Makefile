@@ -34,6 +34,7 @@ test-integration: $(STAMP) ## Run the integration tests (real Kafka and MongoDB-
 bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, then the matcher via the broker
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/bench_book.py
+	$(BIN)/python bench/bench_matcher_service.py
 
 lint: $(STAMP) ## ruff and mypy (strict on services/)
 	$(BIN)/ruff check services tests deploy/local bench

@@ -88,5 +88,32 @@ def mongo_url(infra: Infra) -> str:
     return infra.mongo_url
 
 
+def _kill_workers_after(index: int) -> None:
+    from tests.kafka_tools import Worker
+
+    while len(Worker.started) > index:
+        worker = Worker.started.pop()
+        if worker.proc is not None and worker.proc.poll() is None:
+            worker.proc.kill()
+            worker.proc.wait(10)
+
+
+@pytest.fixture(autouse=True)
+def no_stray_workers() -> Iterator[None]:
+    """Every worker process a test started is gone after it, whether the test passed or not."""
+    from tests.kafka_tools import Worker
+
+    before = len(Worker.started)
+    yield
+    _kill_workers_after(before)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_stray_workers_at_exit() -> Iterator[None]:
+    """Workers of wider-scoped fixtures too."""
+    yield
+    _kill_workers_after(0)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     return f"orderstream: Docker engine {'reachable' if docker_available() else 'absent (local infra)'}"

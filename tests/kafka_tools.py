@@ -12,7 +12,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -66,6 +66,8 @@ async def read(
 class Worker:
     """A service worker in its own process, as it runs in production."""
 
+    started: ClassVar[list[Worker]] = []  # stopped by the `no_stray_workers` fixture
+
     def __init__(self, module: str, env: Mapping[str, str], log: Path) -> None:
         self.module, self.env, self.log = module, dict(env), log
         self.proc: subprocess.Popen[bytes] | None = None
@@ -76,6 +78,7 @@ class Worker:
             [sys.executable, "-m", self.module, "worker", "--loglevel", "info"],
             cwd=ROOT, env={**os.environ, **self.env}, stdout=out, stderr=subprocess.STDOUT,
         )
+        Worker.started.append(self)
         return self
 
     async def wait_healthy(self, port: int, timeout: float = 90.0) -> dict[str, Any]:

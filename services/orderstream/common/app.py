@@ -71,7 +71,8 @@ class Output:
     def __init__(self, service: Service, topic: TopicSpec) -> None:
         self.spec = topic
         self._service = service
-        self._topic = service.raw_topic(service.settings.topic(topic.name), topic_configs(topic))
+        self._name = service.settings.topic(topic.name)
+        service.raw_topic(self._name, topic_configs(topic))  # declared, so Faust creates it if missing
 
     async def send(self, key: str, record: Record, headers: Mapping[str, bytes] | None = None) -> None:
         """Queue `record` for sending; Faust flushes the producer before it commits offsets."""
@@ -80,8 +81,13 @@ class Output:
         await self.send_encoded(key, self._service.codec.encode(record), headers)
 
     async def send_encoded(self, key: str, value: bytes, headers: Mapping[str, bytes] | None = None) -> None:
-        """Queue a record already encoded by this service's codec."""
-        await self._topic.send(key=key.encode(), value=value, headers=dict(headers or {}))
+        """Queue a record already encoded by this service's codec.
+
+        Straight to Faust's producer (the one it flushes before committing offsets), without
+        the per-message channel and sensor machinery of `Topic.send`: a third of the cost.
+        """
+        await self._service.app.producer.send(
+            self._name, key.encode(), value, None, None, list((headers or {}).items()))
         metrics.RECORDS_OUT.labels(self._service.settings.service, self.spec.name).inc()
 
 
@@ -116,6 +122,7 @@ class Service:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.session_timeout_s,
+            producer_linger=settings.producer_linger_ms / 1000,
             broker_heartbeat_interval=settings.session_timeout_s / 10,
             logging_config=logging_config(self.name, settings.log_level, settings.worker_id),
         )

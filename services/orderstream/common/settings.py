@@ -58,6 +58,8 @@ class ServiceSettings(BaseSettings):
         30.0, ge=6.0, description="Kafka consumer session timeout: how long a dead worker's "
         "partitions wait before another worker takes them over.",
     )
+    producer_linger_ms: float = Field(
+        5.0, ge=0, description="How long the producer waits to fill a batch: throughput against latency.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     worker_id: str = Field("", description="Name of this worker in logs; defaults to host:pid.")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from orderstream.matcher.domain.book import Book
@@ -56,7 +56,9 @@ class Change:
     out: list[tuple[str, str, str]] = field(default_factory=list)  # topic, key, base64 Avro
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        doc = {"symbol": self.symbol, "seq": self.seq, "meta": self.meta, "orders": self.orders,
+               "out": self.out}
+        return json.dumps(doc, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Change:
