@@ -164,3 +164,73 @@ async def test_hard_kill_and_restart_gives_the_uninterrupted_events(kafka_bootst
         assert comparable(snaps[s]) == comparable(want[s]), s
     assert worker.stop() == 0, worker.tail()
     assert Decimal(0) < sum(t.quantity for t in trades.values())
+
+
+async def prepared(kafka_bootstrap: str, tmp_path: Path) -> MatcherUnderTest:
+    m = MatcherUnderTest(kafka_bootstrap, tmp_path)
+    await create_topics(kafka_bootstrap, prefix=m.prefix, partitions=2)
+    await produce(kafka_bootstrap, m.topic("ref.instruments"),
+                  [(s.encode(), CODEC.encode(instrument(s)), {}) for s in SYMBOLS])
+    return m
+
+
+async def test_gtd_order_expires_on_time_through_the_log(kafka_bootstrap: str, tmp_path: Path) -> None:
+    m = await prepared(kafka_bootstrap, tmp_path)
+    worker = await m.start()
+    await m.instruments_known()
+    expire_at = time.time_ns() + 2_000_000_000
+    gtd = r.SubmitOrder(command_id="gtd-1", ts_event=time.time_ns(), account_id="A", order_id="gtd-o1",
+                        client_order_id="g1", symbol="ETH-USD", side="BUY", order_type="LIMIT",
+                        time_in_force="GTD", quantity=Decimal("0.5"), price=Decimal("2000"),
+                        expire_at=expire_at)
+    await m.send([gtd])
+    events = await wait_for(kafka_bootstrap, m.topic("order.events"), {"gtd-o1:OrderExpired"},
+                            key=lambda e: f"{e.order_id}:{type(e).__name__}", timeout=30)
+    mine = [e for e in events if e.order_id == "gtd-o1"]
+    assert [type(e).__name__ for e in mine] == ["OrderAccepted", "OrderExpired"]
+    assert mine[1].expired_quantity == Decimal("0.5") and mine[1].sequence == 2
+    # It expired because the matcher's clock sent an ExpireOrders command through match.commands.
+    commands = [CODEC.decode(x.value) for x in await read(kafka_bootstrap, m.topic("match.commands"),
+                                                           10**6, timeout=3)]
+    expiries = [c for c in commands if isinstance(c, r.ExpireOrders) and c.symbol == "ETH-USD"]
+    assert expiries and expiries[0].ts_event >= expire_at
+    assert worker.stop() == 0, worker.tail()
+
+
+async def test_two_workers_share_the_symbols_each_owned_by_one(kafka_bootstrap: str, tmp_path: Path) -> None:
+    m = await prepared(kafka_bootstrap, tmp_path)
+    one = await m.start()
+    second_port = free_port()
+    other = Worker("orderstream.matcher", {**m.env, "ORDERSTREAM_MATCHER_WEB_PORT": str(second_port),
+                                           "ORDERSTREAM_MATCHER_DATA_DIR": str(tmp_path / "faust2")},
+                   tmp_path / "matcher-b.log").start()
+    commands_topic = m.topic("match.commands")
+
+    async def owned() -> list[set[str]]:
+        health = [await one.wait_healthy(m.port), await other.wait_healthy(second_port)]
+        return [{tp for tp in h["assigned"] if tp.startswith(commands_topic + ":")} for h in health]
+
+    for _ in range(60):  # the group settles on one partition of match.commands each
+        parts = await owned()
+        if all(len(p) == 1 for p in parts):
+            break
+        await asyncio.sleep(0.5)
+    assert all(len(p) == 1 for p in parts) and parts[0] | parts[1] == {
+        f"{commands_topic}:0", f"{commands_topic}:1"}
+    await m.instruments_known()
+    from aiokafka.partitioner import DefaultPartitioner
+    spread = {DefaultPartitioner()(s.encode(), [0, 1], [0, 1]) for s in SYMBOLS}
+    assert spread == {0, 1}, "the symbols must span both partitions, so both workers trade"
+    cmds = random_commands(5, 400, SYMBOLS)
+    ref = Matcher()
+    for s in SYMBOLS:
+        ref.set_instrument(instrument(s))
+    expected = {o.record.event_id: o.record for c in cmds for o in ref.handle(c, 0)  # type: ignore[attr-defined]
+                if o.topic == "order.events"}
+    await m.send(cmds)
+    events = await wait_for(kafka_bootstrap, m.topic("order.events"), set(expected), key=lambda e: e.event_id)
+    got = {e.event_id: e for e in events if not e.event_id.startswith("probe-")}
+    # Two owners of one book would diverge from the single reference book: they match exactly.
+    assert set(got) == set(expected)
+    assert all(comparable(got[k]) == comparable(v) for k, v in expected.items())
+    assert one.stop() == 0 and other.stop() == 0

@@ -216,11 +216,14 @@ class Service:
         async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
             app = service.app
             consumer_up = bool(app.consumer.started)
+            assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives()) \
+                if consumer_up else []
             body = {
                 "service": service.name,
                 "status": "ok" if consumer_up and not app.rebalancing else "starting",
                 "rebalancing": bool(app.rebalancing),
-                "assigned_partitions": len(app.assignor.assigned_actives()) if consumer_up else 0,
+                "assigned_partitions": len(assigned),
+                "assigned": assigned,
                 "uptime_s": round(time.time() - service._started, 1),
             }
             return web.json(body, status=200 if body["status"] == "ok" else 503)
