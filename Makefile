@@ -31,10 +31,11 @@ test-unit: $(STAMP) ## Run the unit tests only (no servers)
 test-integration: $(STAMP) ## Run the integration tests (real Kafka and MongoDB-wire server)
 	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, then the matcher via the broker
+bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, the matcher via the broker, the collector into MongoDB
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_matcher_service.py
+	$(BIN)/python bench/bench_collector.py
 
 lint: $(STAMP) ## ruff and mypy (strict on services/)
 	$(BIN)/ruff check services tests deploy/local bench

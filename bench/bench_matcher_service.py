@@ -68,7 +68,7 @@ def to_command(op: Op, n: int, tag: str) -> r.SubmitOrder | r.CancelOrder:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--commands", type=int, default=50_000)
-    ap.add_argument("--rate", type=int, default=2_000, help="commands/s of the latency phase")
+    ap.add_argument("--rate", type=int, default=1_000, help="commands/s of the latency phase")
     ap.add_argument("--seconds", type=int, default=10, help="length of the latency phase")
     args = ap.parse_args()
     boot = bootstrap()

@@ -52,6 +52,7 @@ class Delivery:
 
 
 Handler = Callable[[Record, Delivery], Awaitable[None]]
+BatchHandler = Callable[[list[tuple[Record, Delivery]]], Awaitable[None]]
 
 
 def hard_exit(exc: BaseException, delivery: Delivery) -> NoReturn:
@@ -129,6 +130,7 @@ class Service:
         setup_prometheus_sensors(self.app, pattern="/metrics", name_prefix=f"faust_{self.name}")
         self._dlqs: dict[str, faust.TopicT] = {}
         self._started = time.time()
+        self.health_extras: list[Callable[[], dict[str, Any]]] = []
         self._add_health()
 
     # -- topics ---------------------------------------------------------------
@@ -187,7 +189,46 @@ class Service:
 
         return register
 
-    async def _handle(self, event: Any, topic: TopicSpec, handler: Handler) -> None:
+    def consume_batches(self, topics: Iterable[str], *, size: int, within_s: float
+                        ) -> Callable[[BatchHandler], BatchHandler]:
+        """Register `handler(batch)` for batches of up to `size` valid records, or what came in `within_s`.
+
+        The batch's records are acknowledged only after the handler returns, so an offset is
+        committed only once what the handler did with it is durable.
+        """
+        specs = [spec(t) for t in topics]
+        sources = [self.raw_topic(self.settings.topic(t.name), topic_configs(t)) for t in specs]
+        by_name = {self.settings.topic(t.name): t for t in specs}
+        source = sources[0] if len(sources) == 1 else self.app.topic(
+            *[s.get_topic_name() for s in sources], key_type=bytes, value_type=bytes,
+            key_serializer="raw", value_serializer="raw")
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            async def agent(stream: faust.StreamT[bytes]) -> None:
+                manual: Any = stream  # noack_take is on faust.Stream, not on its StreamT type
+                async for events in manual.noack_take(size, within=within_s):
+                    batch: list[tuple[Record, Delivery]] = []
+                    for event in events:
+                        decoded = await self._decode(event, by_name[event.message.topic])
+                        if decoded is not None:
+                            batch.append(decoded)
+                    if batch:
+                        try:
+                            await handler(batch)
+                        except Exception as exc:  # a bug: see the module docstring
+                            self.on_handler_error(exc, batch[0][1])
+                            raise
+                    for event in events:
+                        await stream.ack(event)
+
+            agent.__name__ = agent.__qualname__ = f"{handler.__name__}_agent"
+            self.app.agent(source, name=f"{self.name}.{handler.__name__}")(agent)
+            return handler
+
+        return register
+
+    async def _decode(self, event: Any, topic: TopicSpec) -> tuple[Record, Delivery] | None:
+        """The record and where it came from; None when it went to the dead-letter topic."""
         msg = event.message
         raw_headers = event.headers or {}
         headers = dict(raw_headers) if not isinstance(raw_headers, dict) else raw_headers
@@ -199,8 +240,15 @@ class Service:
                 raise DecodeError(f"{type(record).__name__} is not a record of {topic.name}")
         except DecodeError as exc:
             await self.dead_letter(delivery, event.value, exc)
-            return
+            return None
         metrics.RECORDS_IN.labels(self.name, topic.name, type(record).__name__).inc()
+        return record, delivery
+
+    async def _handle(self, event: Any, topic: TopicSpec, handler: Handler) -> None:
+        decoded = await self._decode(event, topic)
+        if decoded is None:
+            return
+        record, delivery = decoded
         try:
             await handler(record, delivery)
         except Exception as exc:  # a bug: see the module docstring
@@ -226,6 +274,8 @@ class Service:
                 "assigned": assigned,
                 "uptime_s": round(time.time() - service._started, 1),
             }
+            for extra in service.health_extras:
+                body.update(extra())
             return web.json(body, status=200 if body["status"] == "ok" else 503)
 
     def main(self) -> NoReturn:

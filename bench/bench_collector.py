@@ -1,0 +1,150 @@
+"""Benchmark: execution reports into MongoDB.
+
+1. Store: N reports written by `write_batch` (order_events + trader_orders, idempotent) in
+   batches, beside a bare `insert_many` of the same event documents into an empty
+   collection, in the same run.
+2. Service: N reports preloaded on execution.reports; one collector worker drains them
+   into MongoDB: reports/s from its first to its last document.
+3. Flush latency: single reports sent 50 ms apart; time from send until the document
+   is in MongoDB, p50/p99 (bounded below by the flush interval).
+
+Uses KAFKA_BOOTSTRAP_SERVERS / MONGO_URL, else the local servers (deploy/local/infra.py).
+Run: make bench   (or python bench/bench_collector.py --reports 50000)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+from motor.motor_asyncio import AsyncIOMotorClient
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.kafka_tools import free_port  # noqa: E402
+from tests.reports import lifecycle, report  # noqa: E402
+
+from orderstream.collector.documents import event_document  # noqa: E402
+from orderstream.collector.store import ensure_indexes, write_batch  # noqa: E402
+from orderstream.common.codec import AvroCodec, schema_ids  # noqa: E402
+from orderstream.common.records import ALL_RECORDS  # noqa: E402
+from orderstream.common.topics import create_topics  # noqa: E402
+
+CODEC = AvroCodec(ALL_RECORDS, schema_ids(None))
+
+
+def servers() -> tuple[str, str]:
+    kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGO_URL")
+    if kafka and mongo:
+        return kafka, mongo
+    out = subprocess.run([sys.executable, str(ROOT / "deploy/local/infra.py"), "start"],
+                         capture_output=True, text=True, check=True)
+    env = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    return kafka or env["KAFKA_BOOTSTRAP_SERVERS"], mongo or env["MONGO_URL"]
+
+
+async def store_phase(mongo: str, n: int, batch: int) -> None:
+    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(mongo)
+    ours, bare = client[f"bench_{uuid.uuid4().hex[:6]}"], client[f"bench_{uuid.uuid4().hex[:6]}"]
+    reports = lifecycle(n // 3, account="acct-1")
+    try:
+        await ensure_indexes(ours)
+        t0 = time.perf_counter()
+        for i in range(0, len(reports), batch):
+            await write_batch(ours, list(reports[i:i + batch]))
+        t_ours = time.perf_counter() - t0
+        docs = [event_document(x) for x in reports]
+        t0 = time.perf_counter()
+        for i in range(0, len(docs), batch):
+            await bare.events.insert_many(docs[i:i + batch], ordered=False)
+        t_bare = time.perf_counter() - t0
+        print(f"store: {len(reports):,} reports in batches of {batch}: write_batch "
+              f"{len(reports) / t_ours:,.0f} reports/s (order_events + trader_orders, idempotent) | "
+              f"bare insert_many {len(docs) / t_bare:,.0f} docs/s (one collection, no index)", flush=True)
+    finally:
+        await client.drop_database(ours.name)
+        await client.drop_database(bare.name)
+        client.close()
+
+
+async def service_phase(kafka: str, mongo: str, n: int) -> None:
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    await create_topics(kafka, prefix=prefix, partitions=4)
+    reports = lifecycle(n // 3, account="acct-1") + lifecycle(n // 3, start=10**6, account="acct-2")
+    producer = Producer({"bootstrap.servers": kafka, "linger.ms": 5, "partitioner": "murmur2_random",
+                         "queue.buffering.max.messages": 1_000_000})
+    for rep in reports:
+        producer.produce(prefix + "execution.reports", CODEC.encode(rep), rep.account_id.encode())
+        producer.poll(0)
+    producer.flush()
+    dbname = f"bench_{uuid.uuid4().hex[:6]}"
+    port, tmp = free_port(), tempfile.mkdtemp()
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka, "MONGO_URL": mongo,
+           "ORDERSTREAM_TOPIC_PREFIX": prefix, "ORDERSTREAM_PARTITIONS": "4",
+           "ORDERSTREAM_COLLECTOR_MONGO_DATABASE": dbname,
+           "ORDERSTREAM_COLLECTOR_WEB_PORT": str(port), "ORDERSTREAM_COLLECTOR_DATA_DIR": tmp}
+    log = open(Path(tmp) / "collector.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen([sys.executable, "-m", "orderstream.collector", "worker", "-l", "warn"],
+                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(mongo)
+    db = client[dbname]
+    try:
+        first = last = None
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if worker.poll() is not None:
+                raise SystemExit(f"collector exited with {worker.returncode}; log in {tmp}")
+            count = await db.order_events.estimated_document_count()
+            now = time.monotonic()
+            if count and first is None:
+                first = (now, count)
+            if count >= len(reports):
+                last = now
+                break
+            await asyncio.sleep(0.05)
+        assert first is not None and last is not None
+        rate = (len(reports) - first[1]) / (last - first[0])
+        print(f"service: {len(reports):,} reports drained by one collector worker: "
+              f"{rate:,.0f} reports/s (goal 20,000/s)", flush=True)
+        lat = []
+        for i in range(200):
+            rep = report(5 * 10**6 + i, 1, account="acct-3")
+            t0 = time.monotonic()
+            producer.produce(prefix + "execution.reports", CODEC.encode(rep), b"acct-3")
+            producer.flush()
+            while await db.order_events.find_one({"_id": rep.event_id}, {"_id": 1}) is None:
+                await asyncio.sleep(0.002)
+            lat.append(time.monotonic() - t0)
+            await asyncio.sleep(0.05)
+        lat.sort()
+        print(f"flush latency (flush interval 0.2 s): send-to-document p50 {lat[100] * 1000:.0f} ms, "
+              f"p99 {lat[197] * 1000:.0f} ms", flush=True)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+        await client.drop_database(dbname)
+        client.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reports", type=int, default=60_000)
+    ap.add_argument("--batch", type=int, default=2_000)
+    args = ap.parse_args()
+    kafka, mongo = servers()
+    asyncio.run(store_phase(mongo, args.reports, args.batch))
+    asyncio.run(service_phase(kafka, mongo, args.reports))
+
+
+if __name__ == "__main__":
+    main()

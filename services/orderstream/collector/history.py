@@ -1,0 +1,49 @@
+"""The traders' order history, read-only, for the gateway: newest first, paged."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from motor.motor_asyncio import AsyncIOMotorDatabase
+
+from orderstream.collector.store import ORDERS
+
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    orders: list[dict[str, Any]]
+    next_cursor: str | None  # pass back as `before` for the next (older) page
+
+
+async def order_history(
+    db: AsyncIOMotorDatabase[Any], account_id: str, *, symbol: str | None = None,
+    status: str | None = None, since: datetime | None = None, until: datetime | None = None,
+    limit: int = 50, before: str | None = None,
+) -> Page:
+    """The account's orders by last change, newest first; `before` is the cursor of the previous page."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValueError(f"limit must be 1..{MAX_PAGE}")
+    query: dict[str, Any] = {"account_id": account_id}
+    if symbol:
+        query["symbol"] = symbol
+    if status:
+        query["status"] = status
+    window: dict[str, Any] = {}
+    if since is not None:
+        window["$gte"] = int(since.timestamp() * 1e9)
+    if until is not None:
+        window["$lt"] = int(until.timestamp() * 1e9)
+    if before is not None:
+        ts_ns, _, order_id = before.partition(":")
+        query["$or"] = [{"ts_ns": {"$lt": int(ts_ns)}}, {"ts_ns": int(ts_ns), "_id": {"$lt": order_id}}]
+    if window:
+        query["ts_ns"] = window
+    docs = await db[ORDERS].find(query).sort([("ts_ns", -1), ("_id", -1)]).limit(limit + 1).to_list(None)
+    more = len(docs) > limit
+    docs = docs[:limit]
+    cursor = f"{docs[-1]['ts_ns']}:{docs[-1]['_id']}" if more and docs else None
+    return Page(docs, cursor)
