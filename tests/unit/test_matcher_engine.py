@@ -92,7 +92,8 @@ def test_recovery_from_any_cut_of_the_write_log_equals_a_whole_command_boundary(
             table.pop(key, None)
         else:
             table[key] = value
-    books, seqs = restore_books(list(table.items()), 50_000)
+    state = restore_books(list(table.items()), 50_000)
+    books, seqs = state.books, state.seqs
     seen = [b for b in boundaries if b[0] < cut]
     if not seen:
         assert "BTC-USD" not in books or books["BTC-USD"].depth() == ([], [])
@@ -102,3 +103,5 @@ def test_recovery_from_any_cut_of_the_write_log_equals_a_whole_command_boundary(
     assert restored.depth() == depth
     assert {o: dump_order(v) for o, v in restored.orders.items()} == orders  # every field, seq included
     assert seqs["BTC-USD"] == len(seen)
+    # The ids a restarted worker still recognises as done: every command whose change survived.
+    assert state.recent["BTC-USD"] == [c.command_id for c in cmds[:len(seen)]]

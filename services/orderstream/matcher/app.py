@@ -55,17 +55,17 @@ class MatcherWorker:
         """The matcher for the partitions this worker holds, rebuilt from the table when needed."""
         if self.matcher is None:
             items = list(self.table.items())
-            books, seqs = restore_books(items, self.settings.market_band_ppm)
+            restored = restore_books(items, self.settings.market_band_ppm)
             matcher = Matcher(self.settings.market_band_ppm)
-            matcher.books.update(books)
+            matcher.books.update(restored.books)
             for key, value in items:
                 if key.startswith(b"i|"):
                     matcher.set_instrument(r.Instrument.model_validate_json(value))
-            self.recent = _recent_commands(items)
-            self.seqs = seqs
+            self.recent = {s: deque(ids) for s, ids in restored.recent.items()}
+            self.seqs = restored.seqs
             self.matcher = matcher
-            log.info("books restored", extra={"books": len(books),
-                                               "orders": sum(len(b.orders) for b in books.values())})
+            log.info("books restored", extra={
+                "books": len(restored.books), "orders": sum(len(b.orders) for b in restored.books.values())})
         return self.matcher
 
     def forget(self) -> None:
@@ -135,15 +135,6 @@ class MatcherWorker:
                 await self.outputs["md.depth"].send(
                     symbol, snap.model_copy(update={"ts_event": time.time_ns()}))
                 self.depth_sent[symbol] = snap.sequence
-
-
-def _recent_commands(items: list[tuple[bytes, bytes]]) -> dict[str, deque[str]]:
-    by_symbol: dict[str, list[tuple[int, str]]] = {}
-    for key, value in items:
-        if key.startswith(b"c|"):
-            ch = Change.decode(value)
-            by_symbol.setdefault(ch.symbol, []).append((ch.seq, key[2:].decode()))
-    return {s: deque(cid for _, cid in sorted(v)) for s, v in by_symbol.items()}
 
 
 def build(settings: MatcherSettings | None = None) -> Service:

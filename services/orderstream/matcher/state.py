@@ -91,10 +91,18 @@ def meta_dict(meta: Meta) -> dict[str, Any]:
             "last_price": meta.last_price}
 
 
-def restore_books(items: list[tuple[bytes, bytes]], band_ppm: int) -> tuple[dict[str, Book], dict[str, int]]:
-    """Books and per-symbol command sequences from the table's contents."""
+@dataclass
+class Restored:
+    books: dict[str, Book]
+    seqs: dict[str, int]  # per-symbol command sequence
+    recent: dict[str, list[str]]  # per symbol, the command ids with a change record, oldest first
+
+
+def restore_books(items: list[tuple[bytes, bytes]], band_ppm: int) -> Restored:
+    """Books, command sequences and remembered command ids from the table's contents."""
     orders: dict[str, dict[str, list[Any]]] = {}
     latest: dict[str, Change] = {}
+    seen: dict[str, list[tuple[int, str]]] = {}
     for key, value in items:
         kind, _, rest = key.decode().partition("|")
         if kind == "o":
@@ -102,6 +110,7 @@ def restore_books(items: list[tuple[bytes, bytes]], band_ppm: int) -> tuple[dict
             orders.setdefault(symbol, {})[oid] = json.loads(value)
         elif kind == "c":
             ch = Change.decode(value)
+            seen.setdefault(ch.symbol, []).append((ch.seq, rest))
             if ch.symbol not in latest or latest[ch.symbol].seq < ch.seq:
                 latest[ch.symbol] = ch
     books: dict[str, Book] = {}
@@ -120,4 +129,5 @@ def restore_books(items: list[tuple[bytes, bytes]], band_ppm: int) -> tuple[dict
             if last.meta:
                 meta = Meta(**last.meta)
         books[symbol] = Book.restore(symbol, meta, (load_order(v) for v in mine.values()), band_ppm=band_ppm)
-    return books, seqs
+    recent = {s: [cid for _, cid in sorted(v)] for s, v in seen.items()}
+    return Restored(books, seqs, recent)
