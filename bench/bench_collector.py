@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 from tests.kafka_tools import free_port  # noqa: E402
 from tests.reports import lifecycle, report  # noqa: E402
 
+from bench.servers import servers  # noqa: E402
 from orderstream.collector.documents import event_document  # noqa: E402
 from orderstream.collector.store import ensure_indexes, write_batch  # noqa: E402
 from orderstream.common.codec import AvroCodec, schema_ids  # noqa: E402
@@ -41,16 +42,6 @@ from orderstream.common.records import ALL_RECORDS  # noqa: E402
 from orderstream.common.topics import create_topics  # noqa: E402
 
 CODEC = AvroCodec(ALL_RECORDS, schema_ids(None))
-
-
-def servers() -> tuple[str, str]:
-    kafka, mongo = os.environ.get("KAFKA_BOOTSTRAP_SERVERS"), os.environ.get("MONGO_URL")
-    if kafka and mongo:
-        return kafka, mongo
-    out = subprocess.run([sys.executable, str(ROOT / "deploy/local/infra.py"), "start"],
-                         capture_output=True, text=True, check=True)
-    env = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
-    return kafka or env["KAFKA_BOOTSTRAP_SERVERS"], mongo or env["MONGO_URL"]
 
 
 async def store_phase(mongo: str, n: int, batch: int) -> None:
@@ -141,7 +132,8 @@ def main() -> None:
     ap.add_argument("--reports", type=int, default=60_000)
     ap.add_argument("--batch", type=int, default=2_000)
     args = ap.parse_args()
-    kafka, mongo = servers()
+    found = servers()
+    kafka, mongo = found["KAFKA_BOOTSTRAP_SERVERS"], found["MONGO_URL"]
     asyncio.run(store_phase(mongo, args.reports, args.batch))
     asyncio.run(service_phase(kafka, mongo, args.reports))
 

@@ -36,6 +36,7 @@ from tests.kafka_tools import free_port  # noqa: E402
 from tests.matcher_workload import instrument  # noqa: E402
 
 from bench.bench_book import Op, workload  # noqa: E402
+from bench.servers import servers  # noqa: E402
 
 CODEC = AvroCodec(ALL_RECORDS, schema_ids(None))
 SYMBOLS = tuple(f"SYM{i}-USD" for i in range(8))
@@ -43,13 +44,7 @@ TICK, LOT = Decimal("0.5"), Decimal("0.001")
 
 
 def bootstrap() -> str:
-    env = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if env:
-        return env
-    out = subprocess.run([sys.executable, str(ROOT / "deploy/local/infra.py"), "start", "kafka"],
-                         capture_output=True, text=True, check=True)
-    return next(line.split("=", 1)[1] for line in out.stdout.splitlines()
-                if line.startswith("KAFKA_BOOTSTRAP_SERVERS="))
+    return servers("kafka")["KAFKA_BOOTSTRAP_SERVERS"]
 
 
 def to_command(op: Op, n: int, tag: str) -> r.SubmitOrder | r.CancelOrder:
