@@ -131,9 +131,8 @@ class MatcherWorker:
             return
         for symbol, book in list(self.matcher.books.items()):
             if symbol in self.matcher.rules and self.depth_sent.get(symbol) != book.meta.md_seq:
-                snap = self.matcher.depth(symbol, self.settings.depth_levels)
-                await self.outputs["md.depth"].send(
-                    symbol, snap.model_copy(update={"ts_event": time.time_ns()}))
+                snap = self.matcher.depth(symbol, self.settings.depth_levels, time.time_ns())
+                await self.outputs["md.depth"].send(symbol, snap)
                 self.depth_sent[symbol] = snap.sequence
 
 

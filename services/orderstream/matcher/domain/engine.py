@@ -126,14 +126,14 @@ class Matcher:
                 rec = r.OrderRejected(**head, reason=e.reason, message=e.message, rejected_command=e.command)
             yield Out(ORDER_EVENTS, e.account_id, rec)
 
-    def depth(self, symbol: str, limit: int | None = None) -> r.DepthSnapshot:
+    def depth(self, symbol: str, limit: int | None = None, now: int = 0) -> r.DepthSnapshot:
         """The visible book of `symbol` at its current market-data sequence number."""
         book = self.book(symbol)
         rules = self.rules[symbol]
         bids, asks = book.depth(limit)
         levels = [level(True, rules.price(p), rules.qty(q)) for p, q in bids]
         levels += [level(False, rules.price(p), rules.qty(q)) for p, q in asks]
-        return r.DepthSnapshot(symbol=symbol, ts_event=0, sequence=book.meta.md_seq, levels=levels)
+        return r.DepthSnapshot(symbol=symbol, ts_event=now, sequence=book.meta.md_seq, levels=levels)
 
 
 def level(is_bid: bool, price: Decimal, qty: Decimal) -> r.PriceLevel:

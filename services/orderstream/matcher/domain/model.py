@@ -6,7 +6,7 @@ core does exact integer arithmetic only; `rules.py` converts at the boundary.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -202,4 +202,3 @@ class Meta:
     priority: int = 0
     trade_seq: int = 0
     last_price: int | None = None
-    extra: dict[str, int] = field(default_factory=dict)
