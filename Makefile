@@ -28,8 +28,8 @@ test: $(STAMP) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_B
 test-unit: $(STAMP) ## Run the unit tests only (no servers)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: $(STAMP) ## Run the integration tests (real Kafka and MongoDB-wire server)
-	$(BIN)/python -m pytest tests/integration $(PYTEST_ARGS)
+test-integration: $(STAMP) ## Run the integration and end-to-end tests (real Kafka and MongoDB-wire server)
+	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, the matcher via the broker, the collector into MongoDB
 	$(BIN)/pip install -q -e ".[dev,bench]"

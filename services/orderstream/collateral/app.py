@@ -1,11 +1,110 @@
-"""The collateral worker: wiring only (decode, call the core, write tables, send)."""
+"""The collateral worker: order.commands, collateral.commands and execution.reports in.
+
+Wiring only: decode (the template), load the account's ledger, decide, store the
+account once per source record (common/state.py), send. A funded order goes on
+to order.funded; a refused one becomes an OrderRejected on order.events, so the
+client hears why.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from orderstream.collateral.domain.ledger import Account
 from orderstream.collateral.settings import CollateralSettings
-from orderstream.common.app import Service
+from orderstream.common import records as r
+from orderstream.common.app import Delivery, Service
+from orderstream.common.basket import children
+from orderstream.common.mirror import Mirror
+from orderstream.common.record import Record
+from orderstream.common.rejections import command_rejected, submit_rejected
+from orderstream.common.state import Changes, Emit, StateStore
+
+ORDER_EVENTS = "order.events"
+FUNDED = "order.funded"
+EVENTS = "collateral.events"
+
+
+def rejected(cmd: r.SubmitOrder | r.ReplaceOrder, reason: str, message: str) -> r.OrderRejected:
+    """The OrderRejected that tells the client why collateral refused `cmd`."""
+    if isinstance(cmd, r.SubmitOrder):
+        return submit_rejected(cmd, reason, message, "rej")
+    return command_rejected(cmd, reason, message, "rej")
+
+
+class CollateralWorker:
+    def __init__(self, service: Service, settings: CollateralSettings) -> None:
+        self.service = service
+        outputs = {name: service.output(name) for name in (ORDER_EVENTS, FUNDED, EVENTS)}
+        self.state = StateStore(service, "collateral-accounts", outputs, settings.dedupe_window)
+        self.instruments = Mirror(service, "ref.instruments", r.Instrument)
+        service.health_extras.append(lambda: {"accounts": self.state.loaded_count()})
+
+    def _account(self, changes: Changes, account_id: str) -> Account:
+        return Account.from_doc(account_id, changes.get(f"a|{account_id}"))
+
+    def _events(self, changes: Changes, account: Account, events: list[Any]) -> list[Emit]:
+        changes.put(f"a|{account.account_id}", account.to_doc())
+        return [Emit(EVENTS, account.account_id, e) for e in events]
+
+    async def on_order_command(self, record: Record, delivery: Delivery) -> None:
+        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket)
+        await self.instruments.wait()
+        cmd = record
+
+        def step(changes: Changes) -> list[Emit]:
+            account = self._account(changes, cmd.account_id)
+            if isinstance(cmd, r.CancelOrder):
+                return [Emit(FUNDED, cmd.account_id, cmd)]
+            if isinstance(cmd, r.ReplaceOrder):
+                events, refusal = account.hold_replace(cmd, self.instruments.get(cmd.symbol))
+                if refusal is not None:
+                    changes.put(f"a|{account.account_id}", account.to_doc())
+                    return [Emit(ORDER_EVENTS, cmd.account_id, rejected(cmd, *refusal))]
+                return [*self._events(changes, account, events), Emit(FUNDED, cmd.account_id, cmd)]
+            orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
+            if any(o.order_id in account.holds for o in orders):
+                return []  # a repeat beyond the dedupe window: the hold already exists
+            events, refusal = account.hold_orders(orders, self.instruments.latest)
+            if refusal is not None:
+                return [Emit(ORDER_EVENTS, cmd.account_id, rejected(o, *refusal)) for o in orders]
+            return [*self._events(changes, account, events), Emit(FUNDED, cmd.account_id, cmd)]
+
+        await self.state.apply(f"order.commands:{cmd.command_id}", step)
+
+    async def on_collateral_command(self, record: Record, delivery: Delivery) -> None:
+        assert isinstance(record, r.Deposit | r.Withdraw)
+        cmd = record
+
+        def step(changes: Changes) -> list[Emit]:
+            account = self._account(changes, cmd.account_id)
+            events = account.deposit(cmd) if isinstance(cmd, r.Deposit) else account.withdraw(cmd)
+            return self._events(changes, account, events)
+
+        await self.state.apply(f"collateral.commands:{cmd.command_id}", step)
+
+    async def on_report(self, record: Record, delivery: Delivery) -> None:
+        assert isinstance(record, r.ExecutionReport)
+        await self.instruments.wait()
+        rep = record
+        if f"a|{rep.account_id}" not in self.state.docs():
+            return  # an account collateral never funded
+
+        def step(changes: Changes) -> list[Emit]:
+            account = self._account(changes, rep.account_id)
+            if rep.order_id not in account.holds:
+                return []
+            return self._events(changes, account, account.on_report(rep, self.instruments.get(rep.symbol)))
+
+        await self.state.apply(f"execution.reports:{rep.event_id}", step)
 
 
 def build(settings: CollateralSettings | None = None) -> Service:
     """The collateral service, ready to run."""
-    return Service(settings or CollateralSettings())
+    settings = settings or CollateralSettings()
+    service = Service(settings)
+    worker = CollateralWorker(service, settings)
+    service.consume("order.commands")(worker.on_order_command)
+    service.consume("collateral.commands")(worker.on_collateral_command)
+    service.consume("execution.reports")(worker.on_report)
+    return service

@@ -131,6 +131,7 @@ class Service:
         self._dlqs: dict[str, faust.TopicT] = {}
         self._started = time.time()
         self.health_extras: list[Callable[[], dict[str, Any]]] = []
+        self.mirrors: list[Any] = []  # common.mirror.Mirror, read in full before the worker starts
         self._add_health()
 
     # -- topics ---------------------------------------------------------------
@@ -280,4 +281,7 @@ class Service:
 
     def main(self) -> NoReturn:
         """Run the worker from the command line (`python -m orderstream.<service> worker`)."""
+        if len(sys.argv) > 1 and sys.argv[1] == "worker":
+            for mirror in self.mirrors:
+                mirror.preload()
         self.app.main()

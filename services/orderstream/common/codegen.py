@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from orderstream.common.record import Record
+from orderstream.common.record import Record, rescale
 
 '''
 
@@ -92,7 +93,10 @@ def generate() -> str:
     top = [gen.record(schema) for _, schema in sorted(load_sources().items())]
     out = [HEADER]
     for p, s in sorted(gen.decimals):
-        out.append(f"Dec{p}_{s} = Annotated[Decimal, Field(max_digits={p}, decimal_places={s})]\n")
+        # Rescaled to exactly `s` places (exact: the places were just checked), since Avro
+        # writes a decimal at its schema's scale and products of decimals carry more.
+        out.append(f"Dec{p}_{s} = Annotated[Decimal, Field(max_digits={p}, decimal_places={s}), "
+                   f"AfterValidator(partial(rescale, places={s}, digits={p}))]\n")
     out.append("\n")
     for name, symbols in sorted(gen.enums.items()):
         out.append(f"class {name}(StrEnum):\n")

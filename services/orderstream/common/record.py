@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Context, Decimal
 from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -13,3 +14,8 @@ class Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
 
     avro_name: ClassVar[str] = ""
+
+
+def rescale(value: Decimal, places: int, digits: int) -> Decimal:
+    """`value` with exactly `places` decimal places (the caller has checked that nothing is lost)."""
+    return value.quantize(Decimal(1).scaleb(-places), context=Context(prec=digits + 1))

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 from decimal import Decimal
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from orderstream.common.record import Record
+from orderstream.common.record import Record, rescale
 
-Dec38_18 = Annotated[Decimal, Field(max_digits=38, decimal_places=18)]
+Dec38_18 = Annotated[Decimal, Field(max_digits=38, decimal_places=18), AfterValidator(partial(rescale, places=18, digits=38))]
 
 class BookSide(StrEnum):
     BID = "BID"
     ASK = "ASK"
+
+
+class KillScope(StrEnum):
+    ACCOUNT = "ACCOUNT"
+    SYMBOL = "SYMBOL"
 
 
 class Liquidity(StrEnum):
@@ -70,6 +76,29 @@ class TimeInForce(StrEnum):
 class TrailingOffsetType(StrEnum):
     PRICE = "PRICE"
     PERCENT = "PERCENT"
+
+
+class BasketLeg(Record):
+    """One leg of a basket: what one unit of the basket holds of a symbol."""
+
+    symbol: str = Field(description='Instrument symbol.')
+    side: Side = Field(description='Leg side.')
+    weight: Dec38_18 = Field(description='Quantity of this symbol per basket unit, > 0.')
+    price: Dec38_18 | None = Field(default=None, description="Limit price of the leg's child order; null makes it a market order.")
+    quote_budget: Dec38_18 | None = Field(default=None, description='Market buy legs: most quote asset the child may spend.')
+
+
+class BasketLegResult(Record):
+    """How one leg of a basket ended."""
+
+    order_id: str = Field(description='Child order id.')
+    symbol: str = Field(description='Instrument symbol.')
+    side: Side = Field(description='Leg side.')
+    quantity: Dec38_18 = Field(description='Child order quantity.')
+    filled_quantity: Dec38_18 = Field(description='Filled quantity.')
+    average_price: Dec38_18 | None = Field(default=None, description='Average fill price; null when nothing filled.')
+    status: str = Field(description='Terminal status of the child order (FILLED, CANCELED, REJECTED, EXPIRED).')
+    reason: str | None = Field(default=None, description='Why the child ended unfilled, if it did.')
 
 
 class PriceLevel(Record):
@@ -223,6 +252,24 @@ class ExecutionReport(Record):
     venue: str | None = Field(default=None, description='Venue that holds the order.')
 
 
+class PositionUpdated(Record):
+    """Event: an account's position in a symbol after a fill, with its P&L."""
+
+    avro_name: ClassVar[str] = "orderstream.execution.PositionUpdated"
+    event_id: str = Field(description='Unique id of this event; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account.')
+    symbol: str = Field(description='Instrument symbol.')
+    quantity: Dec38_18 = Field(description='Signed position in the base asset: > 0 long, < 0 short.')
+    average_cost: Dec38_18 = Field(description='Average entry price of the open position; 0 when flat.')
+    realized_pnl: Dec38_18 = Field(description='Realized P&L in the quote asset, before fees.')
+    unrealized_pnl: Dec38_18 = Field(description='Open position marked to mark_price, in the quote asset.')
+    mark_price: Dec38_18 = Field(description='Last trade price of the symbol used for the mark.')
+    fees: Dec38_18 = Field(description="Fees paid in the quote asset over the position's life.")
+    quote_asset: str = Field(description='Asset P&L and fees are in.')
+    trade_id: str = Field(description='Fill that caused this update.')
+
+
 class BookUpdate(Record):
     """Incremental change of price levels; a gap in sequence means resubscribe."""
 
@@ -233,6 +280,22 @@ class BookUpdate(Record):
     changes: list[PriceLevel] = Field(description='Levels whose quantity changed.')
 
 
+class Candle(Record):
+    """A one-minute OHLCV candle of a symbol, sent after each trade in it."""
+
+    avro_name: ClassVar[str] = "orderstream.marketdata.Candle"
+    symbol: str = Field(description='Symbol.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    start: int = Field(description='Start of the minute: nanoseconds since the Unix epoch, UTC.')
+    interval_s: int = Field(description='Candle length in seconds (60).')
+    open: Dec38_18 = Field(description='First trade price.')
+    high: Dec38_18 = Field(description='Highest trade price.')
+    low: Dec38_18 = Field(description='Lowest trade price.')
+    close: Dec38_18 = Field(description='Last trade price.')
+    volume: Dec38_18 = Field(description='Base quantity traded.')
+    trades: int = Field(description='Number of trades.')
+
+
 class DepthSnapshot(Record):
     """Full visible book at a sequence number (compacted topic)."""
 
@@ -241,6 +304,22 @@ class DepthSnapshot(Record):
     ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
     sequence: int = Field(description='Per-symbol sequence number this snapshot is consistent with.')
     levels: list[PriceLevel] = Field(description='Every visible level, bids then asks, best first.')
+
+
+class Ticker(Record):
+    """Last trade and the UTC day's statistics of a symbol (compacted topic)."""
+
+    avro_name: ClassVar[str] = "orderstream.marketdata.Ticker"
+    symbol: str = Field(description='Symbol.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    last_price: Dec38_18 = Field(description='Price of the last trade.')
+    last_quantity: Dec38_18 = Field(description='Quantity of the last trade.')
+    open: Dec38_18 = Field(description='First trade price of the UTC day.')
+    high: Dec38_18 = Field(description='Highest trade price of the UTC day.')
+    low: Dec38_18 = Field(description='Lowest trade price of the UTC day.')
+    volume: Dec38_18 = Field(description='Base quantity traded in the UTC day.')
+    trades: int = Field(description='Trades in the UTC day.')
+    sequence: int = Field(description='Market-data sequence number of the last trade.')
 
 
 class Trade(Record):
@@ -254,6 +333,22 @@ class Trade(Record):
     quantity: Dec38_18 = Field(description='Trade quantity.')
     aggressor_side: Side = Field(description='Aggressor (taker) side.')
     sequence: int = Field(description='Per-symbol market-data sequence number.')
+
+
+class BasketFilled(Record):
+    """Event: every leg of a basket is done; what filled, per unit and per leg."""
+
+    avro_name: ClassVar[str] = "orderstream.order.BasketFilled"
+    event_id: str = Field(description='Unique id of this event; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account.')
+    order_id: str = Field(description='Basket id.')
+    client_order_id: str = Field(description='Client-chosen id of the basket.')
+    quantity: Dec38_18 = Field(description='Basket units ordered.')
+    filled_units: Dec38_18 = Field(description='Complete units filled: the smallest filled/weight over the legs.')
+    average_price_per_unit: Dec38_18 | None = Field(default=None, description='Sum over legs of weight x average fill price (sells count negative); null when nothing filled.')
+    complete: bool = Field(description='True when every leg filled in full.')
+    legs: list[BasketLegResult] = Field(description='Per leg, in the order of the basket.')
 
 
 class CancelOrder(Record):
@@ -359,6 +454,10 @@ class OrderRejected(Record):
     reason: str = Field(description='Machine-readable reason code, e.g. INSUFFICIENT_FUNDS, INVALID_TICK_SIZE.')
     message: str = Field(description='Human-readable explanation.')
     rejected_command: str = Field(description='Which command was refused: SubmitOrder, CancelOrder or ReplaceOrder.')
+    side: Side | None = Field(default=None, description='Side of the refused order (set when a SubmitOrder was refused).')
+    order_type: OrderType | None = Field(default=None, description='Type of the refused order (set when a SubmitOrder was refused).')
+    quantity: Dec38_18 | None = Field(default=None, description='Quantity of the refused order (set when a SubmitOrder was refused).')
+    price: Dec38_18 | None = Field(default=None, description='Limit price of the refused order, if any.')
 
 
 class OrderReplaced(Record):
@@ -406,6 +505,20 @@ class ReplaceOrder(Record):
     price: Dec38_18 | None = Field(default=None, description='New limit price; null keeps it.')
 
 
+class SubmitBasket(Record):
+    """Command: a basket (index) order, split by the router into one child order per leg."""
+
+    avro_name: ClassVar[str] = "orderstream.order.SubmitBasket"
+    command_id: str = Field(description='Unique id; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account placing the basket.')
+    order_id: str = Field(description='Server-assigned basket id; child order ids are `<order_id>/<leg index>`.')
+    client_order_id: str = Field(description='Client-chosen id, unique per account.')
+    quantity: Dec38_18 = Field(description="Basket units; each child's quantity is quantity x weight.")
+    time_in_force: TimeInForce = Field(description='Time in force of every child order (GTC or IOC).')
+    legs: list[BasketLeg] = Field(description='The legs, at least one, each symbol once.')
+
+
 class SubmitOrder(Record):
     """Command: place a new order."""
 
@@ -448,9 +561,23 @@ class Instrument(Record):
     enabled: bool = Field(default=True, description='False halts trading.')
 
 
+class SetKillSwitch(Record):
+    """Command (admin): stop or allow new orders for one account or one symbol."""
+
+    avro_name: ClassVar[str] = "orderstream.router.SetKillSwitch"
+    command_id: str = Field(description='Unique id; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    scope: KillScope = Field(description='What the switch covers.')
+    target: str = Field(description='Account id or symbol.')
+    engaged: bool = Field(description='True stops new orders; false allows them again.')
+    reason: str = Field(description='Why, for the audit trail.')
+
+
 ALL_RECORDS: tuple[type[Record], ...] = (
+    BasketFilled,
     BookUpdate,
     CancelOrder,
+    Candle,
     CollateralHeld,
     CollateralReleased,
     Deposit,
@@ -467,8 +594,12 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     OrderRejected,
     OrderReplaced,
     OrderTriggered,
+    PositionUpdated,
     ReplaceOrder,
+    SetKillSwitch,
+    SubmitBasket,
     SubmitOrder,
+    Ticker,
     Trade,
     Withdraw,
     WithdrawalRejected,

@@ -12,6 +12,7 @@ from orderstream.common.record import Record
 class KeyKind(StrEnum):
     ACCOUNT = "account"
     SYMBOL = "symbol"
+    SCOPE = "scope"  # `ACCOUNT:<id>` or `SYMBOL:<symbol>`
 
 
 @dataclass(frozen=True)
@@ -32,23 +33,31 @@ DAY_MS = 24 * 3600 * 1000
 ORDER_EVENT_RECORDS = (r.OrderAccepted, r.OrderRejected, r.OrderFilled, r.OrderCanceled,
                        r.OrderExpired, r.OrderTriggered, r.OrderReplaced)
 ORDER_COMMAND_RECORDS = (r.SubmitOrder, r.CancelOrder, r.ReplaceOrder)
+CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket)
 COLLATERAL_EVENT_RECORDS = (r.Deposited, r.Withdrawn, r.WithdrawalRejected, r.CollateralHeld,
                             r.CollateralReleased, r.FillSettled)
 
 CATALOG: tuple[TopicSpec, ...] = (
-    TopicSpec("order.commands", KeyKind.ACCOUNT, ORDER_COMMAND_RECORDS, ("gateway",), ("collateral",)),
-    TopicSpec("order.funded", KeyKind.ACCOUNT, ORDER_COMMAND_RECORDS, ("collateral",), ("router",)),
+    TopicSpec("order.commands", KeyKind.ACCOUNT, CLIENT_COMMAND_RECORDS, ("gateway",), ("collateral",)),
+    TopicSpec("order.funded", KeyKind.ACCOUNT, CLIENT_COMMAND_RECORDS, ("collateral",), ("router",)),
     TopicSpec("match.commands", KeyKind.SYMBOL, (*ORDER_COMMAND_RECORDS, r.ExpireOrders),
               ("router", "matcher"), ("matcher",)),
     TopicSpec("order.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS,
               ("collateral", "router", "matcher"), ("execution",), retention_ms=30 * DAY_MS),
     TopicSpec("execution.reports", KeyKind.ACCOUNT, (r.ExecutionReport,), ("execution",),
               ("gateway", "collector", "collateral", "router")),
+    TopicSpec("execution.positions", KeyKind.ACCOUNT, (r.PositionUpdated,), ("execution",), ("gateway",)),
+    TopicSpec("basket.events", KeyKind.ACCOUNT, (r.BasketFilled,), ("router",), ("gateway",)),
+    TopicSpec("venue.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS, ("router",), ("router",)),
+    TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router",), compacted=True),
     TopicSpec("collateral.commands", KeyKind.ACCOUNT, (r.Deposit, r.Withdraw), ("gateway",), ("collateral",)),
     TopicSpec("collateral.events", KeyKind.ACCOUNT, COLLATERAL_EVENT_RECORDS, ("collateral",),
               ("gateway", "collector")),
     TopicSpec("md.trades", KeyKind.SYMBOL, (r.Trade,), ("matcher",), ("gateway", "execution")),
     TopicSpec("md.book", KeyKind.SYMBOL, (r.BookUpdate,), ("matcher",), ("gateway",)),
+    TopicSpec("md.ticker", KeyKind.SYMBOL, (r.Ticker,), ("execution",), ("gateway", "router", "execution"),
+              compacted=True),
+    TopicSpec("md.candles", KeyKind.SYMBOL, (r.Candle,), ("execution",), ("gateway",)),
     TopicSpec("md.depth", KeyKind.SYMBOL, (r.DepthSnapshot,), ("matcher",), ("gateway",), compacted=True),
     TopicSpec("ref.instruments", KeyKind.SYMBOL, (r.Instrument,), ("admin",),
               ("gateway", "collateral", "router", "matcher", "execution", "collector"), compacted=True),

@@ -1,11 +1,406 @@
-"""The router worker: wiring only (decode, call the core, write tables, send)."""
+"""The router worker: order.funded in; risk, venue choice, baskets; match.commands or a venue out.
+
+Wiring only: decode (the template), check risk against the account's exposure,
+send the order to the matcher or to an external venue adapter, store once per
+source record (common/state.py). Venue events first land on `venue.events` so
+that turning them into order events (with this order's sequence numbers) is a
+stored, idempotent step like any other.
+"""
 
 from __future__ import annotations
 
-from orderstream.common.app import Service
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+from orderstream.common import records as r
+from orderstream.common.app import Delivery, Service
+from orderstream.common.basket import basket_of, children
+from orderstream.common.mirror import Mirror
+from orderstream.common.record import Record
+from orderstream.common.rejections import command_rejected, submit_rejected
+from orderstream.common.state import Changes, Emit, StateStore
+from orderstream.router.domain.basket import finished, on_child_report, open_basket
+from orderstream.router.domain.risk import Exposure, Limits
+from orderstream.router.mockvenue import MockVenue
 from orderstream.router.settings import RouterSettings
+from orderstream.router.venue import Resilient, VenueError, VenueEvent, VenueOrder, reason_of
+
+log = logging.getLogger(__name__)
+
+INTERNAL = "INTERNAL"
+ORDER_EVENTS = "order.events"
+VENUE_EVENTS = "venue.events"
+LOST = 10**9  # venue sequence of an event the router makes up for an order the venue lost
+
+
+def venue_record(ev: VenueEvent, doc: dict[str, Any], venue: str, sequence: int, event_id: str) -> Record:
+    """The order event a venue event means, for the order described by its router document."""
+    head = {
+        "event_id": event_id,
+        "ts_event": ev.ts,
+        "account_id": doc["account_id"],
+        "order_id": ev.order_id,
+        "client_order_id": doc["client_order_id"],
+        "symbol": doc["symbol"],
+        "sequence": sequence,
+    }
+    price = Decimal(doc["price"]) if doc["price"] is not None else None
+    if ev.kind == "ACCEPTED":
+        return r.OrderAccepted(
+            **head,
+            side=r.Side(doc["side"]),
+            order_type=r.OrderType(doc["order_type"]),
+            time_in_force=r.TimeInForce(doc["tif"]),
+            quantity=Decimal(doc["quantity"]),
+            price=price,
+            venue=venue,
+        )
+    if ev.kind == "FILLED":
+        assert ev.fill_id and ev.quantity is not None and ev.price is not None and ev.leaves is not None
+        return r.OrderFilled(
+            **head,
+            trade_id=ev.fill_id,
+            side=r.Side(doc["side"]),
+            fill_price=ev.price,
+            fill_quantity=ev.quantity,
+            leaves_quantity=ev.leaves,
+            liquidity=r.Liquidity.TAKER,
+            counterparty_account_id=None,
+        )
+    if ev.kind == "CANCELED":
+        return r.OrderCanceled(
+            **head, canceled_quantity=ev.quantity or Decimal(0), reason=ev.code or "CANCELED"
+        )
+    return r.OrderRejected(
+        **head,
+        reason=reason_of(ev.code),
+        message=ev.message,
+        rejected_command="SubmitOrder",
+        side=r.Side(doc["side"]),
+        order_type=r.OrderType(doc["order_type"]),
+        quantity=Decimal(doc["quantity"]),
+        price=price,
+    )
+
+
+class RouterWorker:
+    def __init__(self, service: Service, settings: RouterSettings) -> None:
+        self.service = service
+        self.settings = settings
+        outputs = {
+            name: service.output(name)
+            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS)
+        }
+        self.outputs = outputs
+        self.state = StateStore(service, "router-state", outputs, settings.dedupe_window)
+        self.instruments = Mirror(service, "ref.instruments", r.Instrument)
+        self.kills = Mirror(service, "risk.commands", r.SetKillSwitch)
+        self.tickers = Mirror(service, "md.ticker", r.Ticker)
+        self.venues = {
+            name: Resilient(MockVenue(name, cfg), settings.venue_attempts, settings.venue_backoff_s)
+            for name, cfg in settings.mock_venues.items()
+        }
+        self.placing: dict[str, dict[str, Any]] = {}  # venue order docs known to this process
+        self.seen_reconnects: dict[str, int] = {}
+        service.health_extras.append(
+            lambda: {
+                "venue_retries": {n: v.retries for n, v in self.venues.items()},
+                "venue_orders_in_flight": len(self.placing),
+            }
+        )
+
+    # -- helpers -------------------------------------------------------------------
+
+    def limits(self, account_id: str) -> Limits:
+        lim = self.settings.account_limits.get(account_id, self.settings.limits)
+        return Limits(
+            lim.max_order_quantity,
+            lim.max_order_notional,
+            lim.max_open_orders,
+            lim.max_position,
+            lim.max_daily_loss,
+        )
+
+    def venue_of(self, symbol: str) -> str:
+        inst = self.instruments.get(symbol)
+        return self.settings.venue_map.get(symbol) or (inst.venue if inst is not None else INTERNAL)
+
+    def killed(self, o: r.SubmitOrder) -> str | None:
+        for scope, target in (("ACCOUNT", o.account_id), ("SYMBOL", o.symbol)):
+            switch = self.kills.get(f"{scope}:{target}")
+            if switch is not None and switch.engaged:
+                return f"{scope.lower()} {target}"
+        return None
+
+    def _route(
+        self, changes: Changes, exposure: Exposure, o: r.SubmitOrder, to_place: list[dict[str, Any]]
+    ) -> list[Emit]:
+        ticker = self.tickers.get(o.symbol)
+        refusal = exposure.check(
+            o,
+            self.limits(o.account_id),
+            self.instruments.get(o.symbol),
+            ticker.last_price if ticker else None,
+            self.killed(o),
+        )
+        if refusal is not None:
+            return [Emit(ORDER_EVENTS, o.account_id, submit_rejected(o, *refusal, "risk"))]
+        exposure.opened(o)
+        venue = self.venue_of(o.symbol)
+        if venue == INTERNAL:
+            return [Emit("match.commands", o.symbol, o)]
+        if venue not in self.venues:
+            exposure.open.pop(o.order_id)
+            return [
+                Emit(
+                    ORDER_EVENTS,
+                    o.account_id,
+                    submit_rejected(o, "UNKNOWN_VENUE", f"no venue {venue}", "risk"),
+                )
+            ]
+        doc = {
+            "venue": venue,
+            "account_id": o.account_id,
+            "order_id": o.order_id,
+            "client_order_id": o.client_order_id,
+            "symbol": o.symbol,
+            "side": o.side.value,
+            "order_type": o.order_type.value,
+            "tif": o.time_in_force.value,
+            "quantity": str(o.quantity),
+            "price": None if o.price is None else str(o.price),
+            "seq": 0,
+            "vseq": 0,
+        }
+        changes.put(f"v|{o.account_id}|{o.order_id}", doc)
+        to_place.append(doc)
+        return []
+
+    # -- handlers ------------------------------------------------------------------
+
+    async def on_funded(self, record: Record, delivery: Delivery) -> None:
+        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket)
+        for mirror in (self.instruments, self.kills, self.tickers):
+            await mirror.wait()
+        cmd = record
+        to_place: list[dict[str, Any]] = []
+        venue_doc = (
+            None
+            if isinstance(cmd, r.SubmitOrder | r.SubmitBasket)
+            else self.state.docs().get(f"v|{cmd.account_id}|{cmd.order_id}")
+        )
+
+        def step(changes: Changes) -> list[Emit]:
+            if isinstance(cmd, r.CancelOrder | r.ReplaceOrder):
+                if venue_doc is None:
+                    return [Emit("match.commands", cmd.symbol, cmd)]
+                if isinstance(cmd, r.ReplaceOrder):
+                    return [
+                        Emit(
+                            ORDER_EVENTS,
+                            cmd.account_id,
+                            command_rejected(
+                                cmd,
+                                "REPLACE_NOT_SUPPORTED",
+                                f"venue {venue_doc['venue']} cannot replace; cancel instead",
+                                "venue",
+                            ),
+                        )
+                    ]
+                return []  # the venue is called after the step; its answer comes back as an event
+            xkey = f"x|{cmd.account_id}"
+            exposure = Exposure.from_doc(changes.get(xkey))
+            out: list[Emit] = []
+            if isinstance(cmd, r.SubmitBasket):
+                changes.put(f"b|{cmd.account_id}|{cmd.order_id}", open_basket(cmd))
+                for child in children(cmd):
+                    out += self._route(changes, exposure, child, to_place)
+            else:
+                out += self._route(changes, exposure, cmd, to_place)
+            changes.put(xkey, exposure.to_doc())
+            return out
+
+        applied = await self.state.apply(f"order.funded:{cmd.command_id}", step)
+        if not applied:
+            return
+        if isinstance(cmd, r.CancelOrder) and venue_doc is not None:
+            await self._cancel_at_venue(cmd, venue_doc)
+        for doc in to_place:
+            await self._place(doc)
+
+    async def _place(self, doc: dict[str, Any]) -> None:
+        self.placing[doc["order_id"]] = doc
+        order = VenueOrder(
+            doc["order_id"],
+            doc["account_id"],
+            doc["client_order_id"],
+            doc["symbol"],
+            doc["side"],
+            Decimal(doc["quantity"]),
+            None if doc["price"] is None else Decimal(doc["price"]),
+        )
+        try:
+            await self.venues[doc["venue"]].place(order)
+        except VenueError as exc:
+            await self._venue_event(
+                doc,
+                VenueEvent(
+                    doc["order_id"], LOST, "REJECTED", time.time_ns(), code=exc.code, message=exc.message
+                ),
+            )
+
+    async def _cancel_at_venue(self, cmd: r.CancelOrder, doc: dict[str, Any]) -> None:
+        try:
+            await self.venues[doc["venue"]].cancel(cmd.order_id)
+        except VenueError as exc:
+            await self.outputs[ORDER_EVENTS].send(
+                cmd.account_id, command_rejected(cmd, reason_of(exc.code), exc.message, "venue")
+            )
+
+    async def _venue_event(self, doc: dict[str, Any], ev: VenueEvent) -> None:
+        rec = venue_record(
+            ev, doc, doc["venue"], ev.venue_seq, f"{doc['venue']}:{ev.order_id}:{ev.venue_seq}"
+        )
+        await self.outputs[VENUE_EVENTS].send(doc["account_id"], rec)
+
+    async def on_venue_event(self, record: Record, delivery: Delivery) -> None:
+        """A venue's event as an order event with this order's next sequence number."""
+        assert isinstance(
+            record,
+            r.OrderAccepted
+            | r.OrderFilled
+            | r.OrderCanceled
+            | r.OrderRejected
+            | r.OrderExpired
+            | r.OrderTriggered
+            | r.OrderReplaced,
+        )
+        e = record
+        key = f"v|{e.account_id}|{e.order_id}"
+
+        def step(changes: Changes) -> list[Emit]:
+            doc = changes.get(key)
+            if doc is None or e.sequence <= doc["vseq"]:
+                return []
+            if e.sequence == LOST and isinstance(e, r.OrderCanceled) and doc["seq"] == 0:
+                return []  # made up for an order that was never accepted: the REJECTED one covers it
+            doc["vseq"] = e.sequence
+            doc["seq"] += 1
+            out = e.model_copy(update={"sequence": doc["seq"], "event_id": f"{e.event_id}:o"})
+            if isinstance(e, r.OrderCanceled | r.OrderRejected) or (
+                isinstance(e, r.OrderFilled) and e.leaves_quantity == 0
+            ):
+                changes.delete(key)
+                self.placing.pop(e.order_id, None)
+            else:
+                changes.put(key, doc)
+            return [Emit(ORDER_EVENTS, e.account_id, out)]
+
+        await self.state.apply(f"venue.events:{e.event_id}", step)
+
+    async def on_report(self, record: Record, delivery: Delivery) -> None:
+        assert isinstance(record, r.ExecutionReport)
+        rep = record
+        xkey = f"x|{rep.account_id}"
+        if xkey not in self.state.docs():
+            return
+
+        def step(changes: Changes) -> list[Emit]:
+            exposure = Exposure.from_doc(changes.get(xkey))
+            if not exposure.on_report(rep):
+                return []
+            changes.put(xkey, exposure.to_doc())
+            parent = basket_of(rep.order_id)
+            if parent is None:
+                return []
+            bkey = f"b|{rep.account_id}|{parent[0]}"
+            basket = changes.get(bkey)
+            if basket is None or not on_child_report(basket, parent[1], rep):
+                return []
+            done = finished(basket, rep.account_id, rep.ts_event)
+            if done is None:
+                changes.put(bkey, basket)
+                return []
+            changes.delete(bkey)
+            return [Emit("basket.events", rep.account_id, done)]
+
+        await self.state.apply(f"execution.reports:{rep.event_id}", step)
+
+    # -- venue streams ---------------------------------------------------------------
+
+    async def pump(self, name: str) -> None:
+        """Forward one venue's event stream to venue.events."""
+        venue = self.venues[name]
+        async for ev in venue.adapter.events():
+            doc = self.placing.get(ev.order_id)
+            if doc is None:
+                log.warning(
+                    "venue event for an order this router does not track",
+                    extra={"venue": name, "order_id": ev.order_id},
+                )
+                continue
+            await self._venue_event(doc, ev)
+
+    async def reconcile(self) -> None:
+        """After a reconnect, or for orders from before a restart: ask the venue what happened."""
+        app = self.service.app
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its type
+        if app.rebalancing or not recovery.completed.is_set():
+            return
+        docs = [d for k, d in list(self.state.docs().items()) if k.startswith("v|")]
+        for doc in docs:
+            venue = self.venues.get(doc["venue"])
+            if venue is None:
+                continue
+            reconnects = venue.adapter.reconnects()
+            known = doc["order_id"] in self.placing
+            if known and self.seen_reconnects.get(doc["venue"]) == reconnects:
+                continue
+            try:
+                events = await venue.status(doc["order_id"])
+            except VenueError as exc:
+                if exc.code != "UNKNOWN_ORDER":
+                    continue
+                log.warning("venue lost an order", extra={"order_id": doc["order_id"], "venue": doc["venue"]})
+                kind = "CANCELED" if doc["seq"] else "REJECTED"
+                events = [
+                    VenueEvent(
+                        doc["order_id"],
+                        LOST,
+                        kind,
+                        time.time_ns(),
+                        code="VENUE_ORDER_LOST",
+                        message="the venue does not know the order",
+                        quantity=Decimal(0),
+                    )
+                ]
+            self.placing[doc["order_id"]] = doc
+            for ev in events:
+                await self._venue_event(doc, ev)
+        for name, venue in self.venues.items():
+            self.seen_reconnects[name] = venue.adapter.reconnects()
+
+
+def _pump_task(worker: RouterWorker, name: str) -> Callable[[], Awaitable[None]]:
+    async def pump() -> None:  # no parameters: Faust passes the app to a task that takes one
+        await worker.pump(name)
+
+    pump.__name__ = pump.__qualname__ = f"pump_{name}"
+    return pump
 
 
 def build(settings: RouterSettings | None = None) -> Service:
     """The router service, ready to run."""
-    return Service(settings or RouterSettings())
+    settings = settings or RouterSettings()
+    service = Service(settings)
+    worker = RouterWorker(service, settings)
+    service.consume("order.funded")(worker.on_funded)
+    service.consume("venue.events")(worker.on_venue_event)
+    service.consume("execution.reports")(worker.on_report)
+    for name in worker.venues:
+        service.app.task(_pump_task(worker, name))
+    service.app.timer(settings.reconcile_interval_s)(worker.reconcile)
+    return service

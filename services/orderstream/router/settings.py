@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from orderstream.common.settings import ServiceSettings
+from orderstream.router.mockvenue import MockVenueConfig
+
+
+class RiskLimits(BaseModel):
+    """Pre-trade limits; the global ones apply to every account without its own."""
+
+    max_order_quantity: Decimal = Field(Decimal(1_000_000), gt=0)
+    max_order_notional: Decimal = Field(Decimal(100_000_000), gt=0)
+    max_open_orders: int = Field(10_000, ge=1)
+    max_position: Decimal = Field(Decimal(10_000_000), gt=0)
+    max_daily_loss: Decimal = Field(Decimal(1_000_000_000), gt=0)
 
 
 class RouterSettings(ServiceSettings):
@@ -15,3 +27,22 @@ class RouterSettings(ServiceSettings):
     service: ClassVar[str] = "router"
 
     web_port: int = Field(6072, ge=0, le=65535, description="Port of /healthz and /metrics.")
+    dedupe_window: int = Field(
+        50_000, ge=1, description="Source records remembered (with what they sent) to ignore a redelivery."
+    )
+    limits: RiskLimits = Field(default_factory=RiskLimits, description="Global risk limits (JSON).")
+    account_limits: dict[str, RiskLimits] = Field(
+        default_factory=dict, description="Per-account risk limits replacing the global ones (JSON)."
+    )
+    venue_map: dict[str, str] = Field(
+        default_factory=dict, description="Symbol -> venue, overriding the instrument's venue (JSON)."
+    )
+    mock_venues: dict[str, MockVenueConfig] = Field(
+        default_factory=lambda: {"MOCK": MockVenueConfig()},
+        description="Mock external venues by name (JSON); INTERNAL is the matcher.",
+    )
+    venue_attempts: int = Field(5, ge=1, description="Tries of a venue call before giving up.")
+    venue_backoff_s: float = Field(0.05, gt=0, description="First retry delay; doubles per try.")
+    reconcile_interval_s: float = Field(
+        2.0, gt=0, description="How often orders in flight at venues are checked."
+    )

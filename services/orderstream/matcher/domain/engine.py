@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from orderstream.common import records as r
 from orderstream.common.record import Record
@@ -79,7 +80,7 @@ class Matcher:
             event_id=f"{cmd.command_id}:0", ts_event=now, account_id=cmd.account_id,
             order_id=cmd.order_id, client_order_id=cmd.client_order_id, symbol=cmd.symbol,
             sequence=0 if not isinstance(cmd, r.SubmitOrder) else 1, reason=reason, message=message,
-            rejected_command=type(cmd).__name__,
+            rejected_command=type(cmd).__name__, **submitted(cmd),
         ))
 
     def _records(self, cmd: MatchCommand, rules: InstrumentRules, events: Iterable[m.AnyEvent],
@@ -123,7 +124,8 @@ class Matcher:
                                       price=None if e.price is None else price(e.price),
                                       leaves_quantity=qty(e.leaves), priority_kept=e.priority_kept)
             else:
-                rec = r.OrderRejected(**head, reason=e.reason, message=e.message, rejected_command=e.command)
+                rec = r.OrderRejected(**head, reason=e.reason, message=e.message, rejected_command=e.command,
+                                      **(submitted(cmd) if e.command == "SubmitOrder" else {}))
             yield Out(ORDER_EVENTS, e.account_id, rec)
 
     def depth(self, symbol: str, limit: int | None = None, now: int = 0) -> r.DepthSnapshot:
@@ -138,6 +140,13 @@ class Matcher:
 
 def level(is_bid: bool, price: Decimal, qty: Decimal) -> r.PriceLevel:
     return r.PriceLevel(side=r.BookSide.BID if is_bid else r.BookSide.ASK, price=price, quantity=qty)
+
+
+def submitted(cmd: MatchCommand) -> dict[str, Any]:
+    """The order details a rejection of a submission carries, so its report can describe the order."""
+    if not isinstance(cmd, r.SubmitOrder):
+        return {}
+    return {"side": cmd.side, "order_type": cmd.order_type, "quantity": cmd.quantity, "price": cmd.price}
 
 
 def side(is_buy: bool) -> r.Side:

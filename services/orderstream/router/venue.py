@@ -1,0 +1,129 @@
+"""External venues behind one adapter interface, and what every real venue needs around it.
+
+An adapter places, cancels, reports an order's status, and streams the venue's
+events. `Resilient` wraps one with retry and exponential backoff on transient
+errors and maps venue error codes to our reason codes. The router turns venue
+events into order events (app.py), and after a reconnect asks `status` for
+every order in flight so nothing the venue did while the stream was down is
+missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class VenueOrder:
+    order_id: str
+    account_id: str
+    client_order_id: str
+    symbol: str
+    side: str  # BUY / SELL
+    quantity: Decimal
+    price: Decimal | None  # None: market
+
+
+@dataclass(frozen=True)
+class VenueEvent:
+    """Something the venue did to an order, numbered per order by the venue."""
+
+    order_id: str
+    venue_seq: int
+    kind: str  # ACCEPTED, FILLED, CANCELED, REJECTED
+    ts: int
+    fill_id: str | None = None
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+    leaves: Decimal | None = None
+    code: str | None = None  # venue error code of a rejection
+    message: str = ""
+
+
+class VenueError(Exception):
+    """A venue call failed. Transient errors are retried; the others carry a venue code."""
+
+    def __init__(self, code: str, message: str, transient: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code, self.message, self.transient = code, message, transient
+
+
+class VenueAdapter(Protocol):
+    name: str
+
+    async def place(self, order: VenueOrder) -> None: ...
+
+    async def cancel(self, order_id: str) -> None: ...
+
+    async def status(self, order_id: str) -> list[VenueEvent]:
+        """Every event of the order so far; raises VenueError UNKNOWN_ORDER if the venue has none."""
+        ...
+
+    def events(self) -> AsyncIterator[VenueEvent]: ...
+
+    def reconnects(self) -> int:
+        """How many times the event stream came back after a disconnect."""
+        ...
+
+
+REASONS = {  # venue error code -> our reason code
+    "INSUFFICIENT_LIQUIDITY": "VENUE_NO_LIQUIDITY",
+    "PRICE_OUT_OF_BAND": "INVALID_PRICE",
+    "INVALID_QUANTITY": "INVALID_QUANTITY",
+    "UNKNOWN_ORDER": "UNKNOWN_ORDER",
+    "TOO_LATE_TO_CANCEL": "TOO_LATE_TO_CANCEL",
+    "UNAVAILABLE": "VENUE_UNAVAILABLE",
+}
+
+
+def reason_of(code: str | None) -> str:
+    return REASONS.get(code or "", "VENUE_REJECTED")
+
+
+class Resilient:
+    """Retry transient failures with exponential backoff; give up with VENUE_UNAVAILABLE."""
+
+    def __init__(self, adapter: VenueAdapter, attempts: int = 5, base_delay_s: float = 0.05) -> None:
+        self.adapter = adapter
+        self.name = adapter.name
+        self.attempts = attempts
+        self.base_delay_s = base_delay_s
+        self.retries = 0
+
+    async def call(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
+        delay = self.base_delay_s
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return await fn(*args)
+            except VenueError as exc:
+                if not exc.transient:
+                    raise
+                if attempt == self.attempts:
+                    raise VenueError(
+                        "UNAVAILABLE", f"{what} failed {attempt} times: {exc.message}", False
+                    ) from exc
+                self.retries += 1
+                log.warning(
+                    "venue call failed; retrying",
+                    extra={"venue": self.name, "call": what, "attempt": attempt, "error": str(exc)},
+                )
+                await asyncio.sleep(delay)
+                delay *= 2
+        raise AssertionError("unreachable")
+
+    async def place(self, order: VenueOrder) -> None:
+        await self.call("place", self.adapter.place, order)
+
+    async def cancel(self, order_id: str) -> None:
+        await self.call("cancel", self.adapter.cancel, order_id)
+
+    async def status(self, order_id: str) -> list[VenueEvent]:
+        result: list[VenueEvent] = await self.call("status", self.adapter.status, order_id)
+        return result

@@ -1,0 +1,131 @@
+"""A random workload across hard kills of collateral, router and execution: the ledger invariants hold."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import defaultdict
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from orderstream.common import records as r
+from orderstream.common.trading import TERMINAL, cost
+from tests.conftest import Infra
+from tests.e2e.stack import Stack, instrument
+
+pytestmark = pytest.mark.integration
+
+ACCOUNTS = ("A", "B", "C")
+DEPOSITS = {"USD": D(1_000_000), "BTC": D(50)}
+
+
+async def test_random_workload_with_each_service_killed_keeps_every_invariant(
+    infra: Infra, tmp_path: Path
+) -> None:
+    stack = Stack(infra.kafka_bootstrap, tmp_path)
+    btc = instrument("BTC-USD")
+    rng = random.Random(11)
+    try:
+        await stack.start([btc])
+        for acct in ACCOUNTS:
+            for asset, amount in DEPOSITS.items():
+                await stack.deposit(acct, asset, str(amount))
+        await stack.until("deposits", lambda: len(stack.balances()) == 6)
+        placed: list[r.SubmitOrder] = []
+        kills = {60: "collateral", 120: "router", 180: "execution"}
+        for i in range(240):
+            if i in kills:
+                stack.kill(kills[i])
+                await asyncio.sleep(0.5)
+                await stack.start_service(kills[i])
+            if placed and rng.random() < 0.2:
+                await stack.cancel(rng.choice(placed))
+                continue
+            side = rng.choice(["BUY", "SELL"])
+            price = str(D(100) + D(rng.randint(-4, 4)) / 2)
+            qty = str(D(rng.randint(1, 20)) / 10)
+            tif = "IOC" if rng.random() < 0.1 else "GTC"
+            placed.append(
+                await stack.place(
+                    stack.order(rng.choice(ACCOUNTS), "BTC-USD", side, qty, price, time_in_force=tif)
+                )
+            )
+
+        def conserved() -> bool:
+            balances, fees = stack.balances(), stack.fees()
+            return all(
+                sum(
+                    balances.get((a, asset), (D(0), D(0)))[0] + balances.get((a, asset), (D(0), D(0)))[1]
+                    for a in ACCOUNTS
+                )
+                + fees.get(asset, D(0))
+                == len(ACCOUNTS) * amount
+                for asset, amount in DEPOSITS.items()
+            )
+
+        def settled() -> bool:
+            return (
+                all(stack.last_report(o.order_id) is not None for o in placed)
+                and conserved()
+                and holds_match()
+            )
+
+        def holds_match() -> bool:
+            need: dict[tuple[str, str], D] = defaultdict(D)
+            for o in placed:
+                rep = stack.last_report(o.order_id)
+                if rep is not None and rep.status not in TERMINAL:
+                    asset_amount = cost(btc, o.side, o.order_type, rep.remaining_quantity, rep.price, None)
+                    assert asset_amount is not None
+                    need[(o.account_id, asset_amount[0])] += asset_amount[1]
+            held = {k: v[1] for k, v in stack.balances().items()}
+            return all(held.get((a, asset), D(0)) == need[(a, asset)] for a in ACCOUNTS for asset in DEPOSITS)
+
+        try:
+            await stack.until(
+                "a settled, conserved ledger whose holds match the open orders", settled, timeout=120
+            )
+        except AssertionError as exc:
+            missing = [o.order_id for o in placed if stack.last_report(o.order_id) is None]
+            raise AssertionError(
+                f"unreported {missing[:5]} ({len(missing)}), conserved={conserved()}, "
+                f"holds={holds_match()}, balances={stack.balances()}, fees={stack.fees()}"
+            ) from exc
+        assert stack.double_settlements() == []
+        assert not stack.seen["order.events.dlq"] and not stack.seen["execution.reports.dlq"]
+        fills = [
+            x for x in stack.seen["execution.reports"] if isinstance(x, r.ExecutionReport) and x.trade_id
+        ]
+        assert len({(x.order_id, x.trade_id) for x in fills}) > 20  # the workload really traded
+
+        # every order is terminal or open in its book: open quantity per level equals the matcher's depth
+        def book_matches() -> bool:
+            depth = [x for x in stack.seen["md.depth"] if isinstance(x, r.DepthSnapshot)]
+            if not depth:
+                return False
+            levels = {(lv.side.value, lv.price): lv.quantity for lv in depth[-1].levels}
+            open_qty: dict[tuple[str, D], D] = defaultdict(D)
+            for o in placed:
+                rep = stack.last_report(o.order_id)
+                assert rep is not None
+                if rep.status not in TERMINAL:
+                    assert rep.price is not None
+                    open_qty[("BID" if o.side == r.Side.BUY else "ASK", rep.price)] += rep.remaining_quantity
+            return levels == {k: v for k, v in open_qty.items() if v}
+
+        try:
+            await stack.until("open orders equal to the book", book_matches, timeout=30)
+        except AssertionError as exc:
+            depth = [x for x in stack.seen["md.depth"] if isinstance(x, r.DepthSnapshot)]
+            still_open = [stack.last_report(o.order_id) for o in placed]
+            still_open = [x for x in still_open if x is not None and x.status not in TERMINAL]
+            raise AssertionError(f"book {depth[-1] if depth else None}, open {still_open[:6]}") from exc
+        assert {s: stack.runs[s] for s in ("collateral", "router", "execution")} == {
+            "collateral": 2,
+            "router": 2,
+            "execution": 2,
+        }
+    finally:
+        await stack.stop()
