@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 import faust
 from faust.sensors.prometheus import setup_prometheus_sensors
 
-from orderstream.common import metrics
+from orderstream.common import faust_guard, metrics
 from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
 from orderstream.common.logs import logging_config
 from orderstream.common.record import Record
@@ -104,6 +104,7 @@ class Service:
     ) -> None:
         self.settings = settings
         self.name = settings.service
+        faust_guard.install()
         self.codec = AvroCodec(records, schema_ids(settings.schema_registry_url))
         self.on_handler_error = on_handler_error
         datadir = os.path.join(settings.data_dir, self.name)
@@ -127,10 +128,23 @@ class Service:
             broker_heartbeat_interval=settings.session_timeout_s / 10,
             logging_config=logging_config(self.name, settings.log_level, settings.worker_id),
         )
+        app = self.app
+
+        async def resume_skipped() -> None:  # no parameters: Faust passes the app to a timer that takes one
+            await faust_guard.resume_skipped(app)
+
+        app.timer(0.5)(resume_skipped)
+
+        async def partitions_moved(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
+            self._next_offset.clear()  # positions are the committed offsets again
+
+        app.on_partitions_revoked.connect(partitions_moved)
+        app.on_partitions_assigned.connect(partitions_moved)
         setup_prometheus_sensors(self.app, pattern="/metrics", name_prefix=f"faust_{self.name}")
         self._dlqs: dict[str, faust.TopicT] = {}
         self._started = time.time()
         self.health_extras: list[Callable[[], dict[str, Any]]] = []
+        self._next_offset: dict[Any, int] = {}  # per partition: the offset the next record must have
         self.mirrors: list[Any] = []  # common.mirror.Mirror, read in full before the worker starts
         self._add_health()
 
@@ -210,6 +224,8 @@ class Service:
                 async for events in manual.noack_take(size, within=within_s):
                     batch: list[tuple[Record, Delivery]] = []
                     for event in events:
+                        if not await self._in_order(event, by_name[event.message.topic]):
+                            break  # the rest of the batch comes again after the seek
                         decoded = await self._decode(event, by_name[event.message.topic])
                         if decoded is not None:
                             batch.append(decoded)
@@ -227,6 +243,29 @@ class Service:
             return handler
 
         return register
+
+    async def _in_order(self, event: Any, topic: TopicSpec) -> bool:
+        """False for a record that came after a gap in its partition: the consumer seeks back instead.
+
+        Offsets of a partition that is not compacted are consecutive, so a jump means the
+        records in between were fetched but never handed to the agent (Faust can lose them
+        in a rebalance or under load). Seeking back re-reads them and everything after;
+        what was already applied is recognised and not applied twice.
+        """
+        if topic.compacted:
+            return True
+        msg = event.message
+        tp = msg.tp
+        expected = self._next_offset.get(tp)
+        if expected is not None and msg.offset > expected:
+            log.warning("gap in a partition; re-reading from the first missing record", extra={
+                "topic": msg.topic, "partition": msg.partition, "expected": expected, "got": msg.offset})
+            self._next_offset.pop(tp, None)
+            await self.app.consumer.seek(tp, expected)
+            return False
+        if expected is None or msg.offset == expected:
+            self._next_offset[tp] = msg.offset + 1
+        return True
 
     async def _decode(self, event: Any, topic: TopicSpec) -> tuple[Record, Delivery] | None:
         """The record and where it came from; None when it went to the dead-letter topic."""
@@ -246,6 +285,8 @@ class Service:
         return record, delivery
 
     async def _handle(self, event: Any, topic: TopicSpec, handler: Handler) -> None:
+        if not await self._in_order(event, topic):
+            return
         decoded = await self._decode(event, topic)
         if decoded is None:
             return
