@@ -8,6 +8,7 @@ import time
 from decimal import Decimal as D
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from orderstream.common import records as r
@@ -21,7 +22,15 @@ async def test_two_accounts_cross_and_every_path_of_an_order(infra: Infra, tmp_p
     stack = Stack(
         infra.kafka_bootstrap,
         tmp_path,
-        router_env={"ORDERSTREAM_ROUTER_ACCOUNT_LIMITS": json.dumps({"A": {"max_order_notional": "50000"}})},
+        router_env={
+            "ORDERSTREAM_ROUTER_ACCOUNT_LIMITS": json.dumps({"A": {"max_order_notional": "50000"}}),
+            # a flaky venue: a third of its calls fail and its event stream keeps dropping, so
+            # orders fill only thanks to retries and reconciliation by status
+            "ORDERSTREAM_ROUTER_MOCK_VENUES": json.dumps(
+                {"MOCK": {"failure_rate": 0.3, "disconnect_rate": 0.5, "disconnect_s": 0.2, "seed": 1}}
+            ),
+            "ORDERSTREAM_ROUTER_RECONCILE_INTERVAL_S": "0.5",
+        },
     )
     try:
         await stack.start(
@@ -108,6 +117,13 @@ async def test_two_accounts_cross_and_every_path_of_an_order(infra: Infra, tmp_p
             "PARTIALLY_FILLED",
             "FILLED",
         ]
+
+        # the venue failed a call and dropped its stream: the retry and the reconciliation did it
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{stack.ports['router']}/healthz") as resp,
+        ):
+            assert (await resp.json())["venue_retries"]["MOCK"] >= 1
 
         # a basket fills across legs: one on the matcher, one at the mock venue
         await stack.place(stack.order("B", "BTC-USD", "SELL", "0.1", "30000"))
