@@ -20,8 +20,9 @@ from typing import Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orderstream.common.app import Service
-from orderstream.common.codec import DecodeError
+from orderstream.common.codec import AvroCodec, DecodeError
 from orderstream.common.record import Record
+from orderstream.common.settings import ServiceSettings
 from orderstream.common.topics import spec, topic_configs
 
 log = logging.getLogger(__name__)
@@ -35,17 +36,41 @@ class Mirror(Generic[R]):
     def __init__(
         self, service: Service, topic: str, record: type[R], on_record: Callable[[R], None] | None = None
     ) -> None:
-        self.service = service
-        self.spec = spec(topic)
-        self.record = record
-        self.name = service.settings.topic(topic)
-        self.latest: dict[str, R] = {}
-        self.ready = asyncio.Event()
-        self.on_record = on_record
+        """A mirror run by a Faust service: preloaded before the worker starts, then followed by a task."""
+        self._setup(service.settings, service.codec, topic, record, on_record)
         service.raw_topic(self.name, topic_configs(self.spec))  # declared with its config
         service.app.task(self._follow)
         service.mirrors.append(self)
         service.health_extras.append(lambda: {f"mirror_{topic}": len(self.latest)})
+
+    @classmethod
+    def standalone(
+        cls, settings: ServiceSettings, codec: AvroCodec, topic: str, record: type[R]
+    ) -> Mirror[R]:
+        """A mirror outside Faust (the gateway): call `follow()` as a task."""
+        mirror = cls.__new__(cls)
+        mirror._setup(settings, codec, topic, record, None)
+        return mirror
+
+    def _setup(
+        self,
+        settings: ServiceSettings,
+        codec: AvroCodec,
+        topic: str,
+        record: type[R],
+        on_record: Callable[[R], None] | None,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.spec = spec(topic)
+        self.record = record
+        self.name = settings.topic(topic)
+        self.latest: dict[str, R] = {}
+        self.ready = asyncio.Event()
+        self.on_record = on_record
+
+    async def follow(self) -> None:
+        await self._run()
 
     def get(self, key: str) -> R | None:
         return self.latest.get(key)
@@ -67,7 +92,7 @@ class Mirror(Generic[R]):
 
     async def _run(self, until_ready: bool = False) -> None:
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.service.settings.kafka_bootstrap_servers,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -107,7 +132,7 @@ class Mirror(Generic[R]):
         if key is None or value is None:
             return
         try:
-            record = self.service.codec.decode(value)
+            record = self.codec.decode(value)
         except DecodeError as exc:  # the owning consumer dead-letters it; here it is only skipped
             log.warning(
                 "undecodable record on a mirrored topic", extra={"topic": self.name, "error": str(exc)}

@@ -1,37 +1,497 @@
-"""The gateway's aiohttp application."""
+"""The gateway: the public REST and WebSocket API in front of the topics.
+
+REST under /api/v1 (signed requests), one WebSocket endpoint /ws (JSON-RPC
+style, authenticated once per connection). Orders become SubmitOrder /
+CancelOrder records on order.commands (keyed by account, the request id in the
+headers); deposits become Deposit records on collateral.commands. Every
+execution report is read from execution.reports and pushed to its owner's
+connections only. Accounts, keys and the client-order-id index are the
+gateway's own MongoDB collections.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import logging.config
+import os
 import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from aiohttp import WSMsgType, web
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from cryptography.fernet import Fernet
+from motor.motor_asyncio import AsyncIOMotorClient
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from pydantic import BaseModel, ValidationError
+from pymongo.errors import DuplicateKeyError
 
+from orderstream.common import records as r
+from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
 from orderstream.common.logs import logging_config
+from orderstream.common.mirror import Mirror
+from orderstream.common.records import ALL_RECORDS
+from orderstream.gateway import api
+from orderstream.gateway.auth import Keys, Principal, Verifier
+from orderstream.gateway.errors import ApiError, validation_error
+from orderstream.gateway.ratelimit import Buckets
 from orderstream.gateway.settings import GatewaySettings
 
-SETTINGS = web.AppKey("settings", GatewaySettings)
-STARTED = web.AppKey("started", float)
+log = logging.getLogger(__name__)
+
+REQUESTS = Counter("orderstream_gateway_requests", "API requests", ["method", "code"])
+
+
+class Connection:
+    """One WebSocket client: a bounded send queue drained by its own task."""
+
+    def __init__(self, ws: web.WebSocketResponse, limit: int) -> None:
+        self.ws = ws
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(limit)
+        self.principal: Principal | None = None
+        self.user_stream = False
+        self.sender = asyncio.get_running_loop().create_task(self._drain())
+
+    def push(self, msg: dict[str, Any]) -> bool:
+        """Queue a message; False when the client is too slow (its queue is full)."""
+        try:
+            self.queue.put_nowait(msg)
+            return True
+        except asyncio.QueueFull:
+            return False
+
+    async def _drain(self) -> None:
+        while (msg := await self.queue.get()) is not None:
+            await self.ws.send_str(json.dumps(msg))
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.codec = AvroCodec(ALL_RECORDS, schema_ids(settings.schema_registry_url))
+        self.db: Any = AsyncIOMotorClient(settings.mongo_url, tz_aware=True)[settings.mongo_database]
+        self.keys = Keys(self.db, self._fernet_key())
+        self.verifier = Verifier(self.keys, settings.recv_window_ms)
+        self.buckets = Buckets(settings.orders_per_s, settings.orders_burst)
+        self.instruments = Mirror.standalone(settings, self.codec, "ref.instruments", r.Instrument)
+        self.orders: Any = self.db["gateway_orders"]
+        self.producer: AIOKafkaProducer | None = None
+        self.connections: dict[str, set[Connection]] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def _fernet_key(self) -> bytes:
+        if self.settings.secret_key:
+            return self.settings.secret_key.encode()
+        path = os.path.join(self.settings.data_dir, "gateway", "secret.key")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.exists(path):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(Fernet.generate_key())
+        with open(path, "rb") as f:
+            return f.read().strip()
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self, _: web.Application) -> None:
+        await self.orders.create_index([("order_id", 1)], unique=True)
+        if self.settings.admin_key_id and self.settings.admin_secret:
+            await self.keys.put_key(
+                self.settings.admin_key_id, self.settings.admin_secret, "admin", ["admin", "read", "trade"]
+            )
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            acks="all",
+            linger_ms=self.settings.producer_linger_ms,
+        )
+        await self.producer.start()
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self.instruments.follow()), loop.create_task(self._reports())]
+
+    async def stop(self, _: web.Application) -> None:
+        for task in self.tasks:
+            task.cancel()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _reports(self) -> None:
+        """Every execution report, to its owner's user streams."""
+        consumer = AIOKafkaConsumer(
+            self.settings.topic("execution.reports"),
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            async for msg in consumer:
+                try:
+                    rep = self.codec.decode(msg.value)
+                except DecodeError:
+                    continue  # the collector dead-letters it; here there is nothing to push
+                if not isinstance(rep, r.ExecutionReport):
+                    continue
+                frame = {"stream": "user", "type": "execution_report", "data": rep.model_dump(mode="json")}
+                for conn in list(self.connections.get(rep.account_id, ())):
+                    if conn.user_stream and not conn.push(frame):
+                        await self._drop_slow(conn)
+        finally:
+            await consumer.stop()
+
+    async def _drop_slow(self, conn: Connection) -> None:
+        self._forget(conn)
+        conn.queue = asyncio.Queue()  # what was queued is dropped with the client
+        await conn.ws.send_str(
+            json.dumps(
+                {
+                    "error": {
+                        "code": 50301,
+                        "message": "send queue full: too slow, disconnecting",
+                        "details": {},
+                    }
+                }
+            )
+        )
+        await conn.ws.close(code=1008, message=b"slow consumer")
+
+    def _forget(self, conn: Connection) -> None:
+        if conn.principal is not None:
+            self.connections.get(conn.principal.account_id, set()).discard(conn)
+
+    # -- operations (REST and WebSocket) --------------------------------------------
+
+    async def send(self, topic: str, key: str, record: Any, request_id: str) -> None:
+        assert self.producer is not None
+        await self.producer.send_and_wait(
+            self.settings.topic(topic),
+            self.codec.encode(record),
+            key=key.encode(),
+            headers=[("x-request-id", request_id.encode())],
+        )
+
+    async def place(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        who.require("trade")
+        retry = self.buckets.take(who.key_id)
+        if retry:
+            raise ApiError(
+                42901,
+                "order rate limit reached",
+                {"retry_after_s": retry},
+                status=429,
+                headers={"Retry-After": str(max(1, round(retry)))},
+            )
+        o = parse(api.PlaceOrder, params)
+        if not self.instruments.ready.is_set():
+            await asyncio.wait_for(self.instruments.wait(), 10)
+        api.check_instrument(o, self.instruments.get(o.symbol))
+        order_id = f"{o.symbol}-{uuid.uuid4().hex[:16]}"
+        doc = {
+            "_id": f"{who.account_id}|{o.client_order_id}",
+            "order_id": order_id,
+            "account_id": who.account_id,
+            "client_order_id": o.client_order_id,
+            "symbol": o.symbol,
+            "ts": time.time(),
+        }
+        try:
+            await self.orders.insert_one(doc)
+        except DuplicateKeyError:
+            original = await self.orders.find_one({"_id": doc["_id"]})
+            assert original is not None
+            return {"order_id": original["order_id"], "client_order_id": o.client_order_id, "duplicate": True}
+        cmd = r.SubmitOrder(
+            command_id=f"gw-{uuid.uuid4().hex}",
+            ts_event=time.time_ns(),
+            account_id=who.account_id,
+            order_id=order_id,
+            client_order_id=o.client_order_id,
+            symbol=o.symbol,
+            side=o.side,
+            order_type=o.order_type,
+            time_in_force=o.time_in_force,
+            quantity=o.quantity,
+            price=o.price,
+            stop_price=o.stop_price,
+            quote_budget=o.quote_budget,
+            post_only=o.post_only,
+            expire_at=o.expire_at,
+        )
+        await self.send("order.commands", who.account_id, cmd, request_id)
+        return {"order_id": order_id, "client_order_id": o.client_order_id, "duplicate": False}
+
+    async def order_doc(self, who: Principal, order_id: str) -> dict[str, Any]:
+        doc: dict[str, Any] | None = await self.orders.find_one(
+            {"order_id": order_id, "account_id": who.account_id}
+        )
+        if doc is None:  # another account's order looks exactly like a missing one
+            raise ApiError(40401, f"no order {order_id}", {"field": "order_id"}, status=404)
+        return doc
+
+    async def cancel(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        who.require("trade")
+        c = parse(api.CancelOrder, params)
+        doc = await self.order_doc(who, c.order_id)
+        await self.send(
+            "order.commands",
+            who.account_id,
+            r.CancelOrder(
+                command_id=f"gw-{uuid.uuid4().hex}",
+                ts_event=time.time_ns(),
+                account_id=who.account_id,
+                order_id=c.order_id,
+                client_order_id=doc["client_order_id"],
+                symbol=doc["symbol"],
+            ),
+            request_id,
+        )
+        return {"order_id": c.order_id, "cancel": "requested"}
+
+    async def get(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        who.require("read")
+        c = parse(api.CancelOrder, params)
+        doc = await self.order_doc(who, c.order_id)
+        state = await self.db["trader_orders"].find_one({"_id": c.order_id, "account_id": who.account_id})
+        return {
+            "order_id": c.order_id,
+            "client_order_id": doc["client_order_id"],
+            "symbol": doc["symbol"],
+            "state": {k: v for k, v in (state or {}).items() if k != "_id"} or None,
+        }
+
+    async def create_account(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        who.require("admin")
+        a = parse(api.CreateAccount, params)
+        bad = set(a.permissions) - {"trade", "read", "admin"}
+        if bad:
+            raise ApiError(
+                40001,
+                f"invalid permissions: unknown {sorted(bad)}",
+                {"field": "permissions", "issue": f"unknown {sorted(bad)}"},
+            )
+        key_id, secret = await self.keys.create_key(a.account_id, a.permissions)
+        return {"account_id": a.account_id, "key_id": key_id, "secret": secret, "permissions": a.permissions}
+
+    async def deposit(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        who.require("admin")
+        d = parse(api.PostDeposit, params)
+        command_id = f"gw-{uuid.uuid4().hex}"
+        await self.send(
+            "collateral.commands",
+            d.account_id,
+            r.Deposit(
+                command_id=command_id,
+                ts_event=time.time_ns(),
+                account_id=d.account_id,
+                asset=d.asset,
+                amount=d.amount,
+                source=d.source,
+            ),
+            request_id,
+        )
+        return {"command_id": command_id}
+
+
+def parse(model: type[BaseModel], params: Any) -> Any:
+    if not isinstance(params, dict):
+        raise ApiError(
+            40001, "invalid (body): must be a JSON object", {"field": "(body)", "issue": "not an object"}
+        )
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
+
+
+# -- REST -------------------------------------------------------------------------
+
+
+def rest(
+    op: Callable[..., Awaitable[dict[str, Any]]],
+    *,
+    body: bool,
+    path_param: str | None = None,
+    with_request_id: bool = True,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        gw = request.app[GATEWAY]
+        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        raw = await request.read()
+        try:
+            who = await gw.verifier.verify(
+                request.headers.get("X-OS-KEY"),
+                request.headers.get("X-OS-TIMESTAMP"),
+                request.headers.get("X-OS-SIGNATURE"),
+                request.method,
+                request.path_qs,
+                raw,
+            )
+            params: Any = {}
+            if body:
+                try:
+                    params = json.loads(raw or b"null")
+                except ValueError:
+                    raise ApiError(40002, "the body is not JSON") from None
+            if path_param:
+                params = {path_param: request.match_info[path_param]}
+            args = (gw, who, params, request_id) if with_request_id else (gw, who, params)
+            result = await op(*args)
+            REQUESTS.labels(request.path, "0").inc()
+            return web.json_response(result, headers={"X-Request-Id": request_id})
+        except ApiError as e:
+            REQUESTS.labels(request.path, str(e.code)).inc()
+            log.info(
+                "request refused", extra={"request_id": request_id, "code": e.code, "path": request.path}
+            )
+            return web.json_response(
+                {"error": e.body()}, status=e.status, headers={"X-Request-Id": request_id, **e.headers}
+            )
+
+    return handler
+
+
+# -- WebSocket ----------------------------------------------------------------------
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    gw = request.app[GATEWAY]
+    ws = web.WebSocketResponse(heartbeat=gw.settings.ws_heartbeat_s, max_msg_size=0)
+    await ws.prepare(request)
+    conn = Connection(ws, gw.settings.ws_send_queue)
+    try:
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                if msg.type == WSMsgType.BINARY:
+                    conn.push(error_frame(None, ApiError(40002, "frames must be JSON text")))
+                continue
+            conn.push(await answer(gw, conn, msg.data))
+    finally:
+        gw._forget(conn)
+        conn.queue.put_nowait(None) if not conn.queue.full() else conn.sender.cancel()
+    return ws
+
+
+def error_frame(rid: Any, e: ApiError) -> dict[str, Any]:
+    return {"id": rid, "error": e.body()}
+
+
+async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any]:
+    rid = None
+    try:
+        if len(text.encode()) > gw.settings.max_frame_bytes:
+            raise ApiError(41301, f"frame larger than {gw.settings.max_frame_bytes} bytes")
+        try:
+            frame = json.loads(text)
+        except ValueError:
+            raise ApiError(40002, "the frame is not JSON") from None
+        if not isinstance(frame, dict):
+            raise ApiError(
+                40001, "invalid (frame): must be an object", {"field": "(frame)", "issue": "not an object"}
+            )
+        rid = frame.get("id")
+        method, params = frame.get("method"), frame.get("params", {})
+        if not isinstance(method, str):
+            raise ApiError(40001, "invalid method: required", {"field": "method", "issue": "required"})
+        request_id = uuid.uuid4().hex
+        if method == "auth.login":
+            if not isinstance(params, dict):
+                raise ApiError(40001, "invalid params: must be an object", {"field": "params"})
+            who = await gw.verifier.verify(
+                params.get("key"),
+                str(params.get("timestamp", "")),
+                params.get("signature"),
+                "GET",
+                "/ws",
+                b"",
+            )
+            gw._forget(conn)
+            conn.principal = who
+            gw.connections.setdefault(who.account_id, set()).add(conn)
+            return {
+                "id": rid,
+                "result": {"account_id": who.account_id, "permissions": sorted(who.permissions)},
+            }
+        if method not in KNOWN_METHODS:
+            raise ApiError(
+                40003, f"unknown method {method}", {"method": method, "known": sorted(KNOWN_METHODS)}
+            )
+        if conn.principal is None:
+            raise ApiError(40100, "log in first (auth.login)", status=401)
+        if method == "subscribe" or method == "unsubscribe":
+            if not isinstance(params, dict) or params.get("stream") != "user":
+                raise ApiError(40001, 'invalid stream: only "user" is available', {"field": "stream"})
+            conn.user_stream = method == "subscribe"
+            return {"id": rid, "result": {"stream": "user", "subscribed": conn.user_stream}}
+        return {"id": rid, "result": await WS_METHODS[method](gw, conn.principal, params, request_id)}
+    except ApiError as e:
+        return error_frame(rid, e)
+
+
+async def _get(gw: Gateway, who: Principal, params: dict[str, Any], _request_id: str) -> dict[str, Any]:
+    return await gw.get(who, params)
+
+
+WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+    "order.place": Gateway.place,
+    "order.cancel": Gateway.cancel,
+    "order.get": _get,
+}
+KNOWN_METHODS = frozenset({"auth.login", "subscribe", "unsubscribe", *WS_METHODS})
+
+
+# -- app ------------------------------------------------------------------------------
 
 
 async def healthz(request: web.Request) -> web.Response:
-    app = request.app
-    return web.json_response({"service": "gateway", "status": "ok",
-                              "uptime_s": round(time.time() - app[STARTED], 1)})
+    gw = request.app[GATEWAY]
+    return web.json_response(
+        {
+            "service": "gateway",
+            "status": "ok" if gw.instruments.ready.is_set() else "starting",
+            "connections": sum(len(c) for c in gw.connections.values()),
+            "instruments": len(gw.instruments.latest),
+        },
+        status=200 if gw.instruments.ready.is_set() else 503,
+    )
 
 
 async def metrics(_: web.Request) -> web.Response:
     return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+async def openapi(_: web.Request) -> web.Response:
+    return web.json_response(api.openapi())
+
+
 def build(settings: GatewaySettings | None = None) -> web.Application:
     """The gateway application, ready to run."""
-    app = web.Application()
-    app[SETTINGS] = settings or GatewaySettings()
-    app[STARTED] = time.time()
+    gw = Gateway(settings or GatewaySettings())
+    app = web.Application(client_max_size=gw.settings.max_frame_bytes)
+    app[GATEWAY] = gw
+    app.on_startup.append(gw.start)
+    app.on_cleanup.append(gw.stop)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_post("/api/v1/orders", rest(Gateway.place, body=True))
+    app.router.add_get(
+        "/api/v1/orders/{order_id}",
+        rest(Gateway.get, body=False, path_param="order_id", with_request_id=False),
+    )
+    app.router.add_delete(
+        "/api/v1/orders/{order_id}", rest(Gateway.cancel, body=False, path_param="order_id")
+    )
+    app.router.add_post(
+        "/api/v1/admin/accounts", rest(Gateway.create_account, body=True, with_request_id=False)
+    )
+    app.router.add_post("/api/v1/admin/deposits", rest(Gateway.deposit, body=True))
+    app.router.add_get("/ws", websocket)
     return app
 
 

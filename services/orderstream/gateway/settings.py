@@ -16,3 +16,15 @@ class GatewaySettings(ServiceSettings):
 
     web_host: str = Field("127.0.0.1", description="Interface the public API listens on.")
     web_port: int = Field(8080, ge=0, le=65535, description="Port of the public API, /healthz and /metrics.")
+    mongo_database: str = Field("orderstream", description="Database of accounts, keys and order history.")
+    secret_key: str | None = Field(
+        None, description="Fernet key that encrypts API secrets; default: one made once under data_dir."
+    )
+    admin_key_id: str | None = Field(None, description="Bootstrap admin API key id (with ADMIN_SECRET).")
+    admin_secret: str | None = Field(None, description="Bootstrap admin API secret; never logged.")
+    recv_window_ms: int = Field(5000, ge=100, description="How far a signed timestamp may be from now.")
+    orders_per_s: float = Field(50.0, gt=0, description="Order rate per API key (token bucket refill).")
+    orders_burst: int = Field(100, ge=1, description="Order burst per API key (token bucket size).")
+    max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")
+    ws_send_queue: int = Field(1000, ge=1, description="Messages queued per connection before it is dropped.")
+    ws_heartbeat_s: float = Field(20.0, gt=0, description="WebSocket ping interval.")

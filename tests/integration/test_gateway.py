@@ -1,0 +1,298 @@
+"""The gateway as it runs: a real process, real HTTP and WebSocket clients, the real broker and MongoDB."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+import pytest
+
+from orderstream.common import records as r
+from orderstream.common.topics import create_topics
+from orderstream.gateway.auth import sign
+from tests.conftest import Infra
+from tests.e2e.stack import CODEC, instrument
+from tests.kafka_tools import Worker, free_port, produce, read, unique_prefix
+
+pytestmark = pytest.mark.integration
+
+ADMIN = ("kadmin", "admin-secret-for-tests")
+
+
+class Client:
+    """Signs REST requests and WebSocket logins like a client library would."""
+
+    def __init__(self, base: str, key: str, secret: str) -> None:
+        self.base, self.key, self.secret = base, key, secret
+
+    def headers(self, method: str, path: str, body: bytes, ts: int | None = None) -> dict[str, str]:
+        stamp = str(ts if ts is not None else int(time.time() * 1000))
+        return {
+            "X-OS-KEY": self.key,
+            "X-OS-TIMESTAMP": stamp,
+            "X-OS-SIGNATURE": sign(self.secret, stamp, method, path, body),
+            "Content-Type": "application/json",
+        }
+
+    async def call(
+        self, http: aiohttp.ClientSession, method: str, path: str, body: Any = None, raw: bytes | None = None
+    ) -> tuple[int, dict[str, Any], Any]:
+        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        async with http.request(
+            method, self.base + path, data=data, headers=self.headers(method, path, data)
+        ) as resp:
+            return resp.status, resp.headers.copy(), await resp.json()  # type: ignore[return-value]
+
+    async def login(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+        stamp = str(int(time.time() * 1000))
+        await ws.send_json(
+            {
+                "id": "login",
+                "method": "auth.login",
+                "params": {
+                    "key": self.key,
+                    "timestamp": stamp,
+                    "signature": sign(self.secret, stamp, "GET", "/ws", b""),
+                },
+            }
+        )
+        answer: dict[str, Any] = await ws.receive_json(timeout=10)
+        return answer
+
+
+@pytest.fixture(scope="module")
+async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
+    prefix, port = unique_prefix(), free_port()
+    tmp = tmp_path_factory.mktemp("gateway")
+    await create_topics(infra.kafka_bootstrap, prefix=prefix, partitions=2)
+    await produce(
+        infra.kafka_bootstrap,
+        prefix + "ref.instruments",
+        [(b"BTC-USD", CODEC.encode(instrument("BTC-USD")), {})],
+    )
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        "MONGO_URL": infra.mongo_url,
+        "ORDERSTREAM_TOPIC_PREFIX": prefix,
+        "ORDERSTREAM_GATEWAY_WEB_PORT": str(port),
+        "ORDERSTREAM_GATEWAY_DATA_DIR": str(tmp),
+        "ORDERSTREAM_GATEWAY_MONGO_DATABASE": f"gw{uuid.uuid4().hex[:8]}",
+        "ORDERSTREAM_GATEWAY_ADMIN_KEY_ID": ADMIN[0],
+        "ORDERSTREAM_GATEWAY_ADMIN_SECRET": ADMIN[1],
+        "ORDERSTREAM_GATEWAY_ORDERS_PER_S": "2",
+        "ORDERSTREAM_GATEWAY_ORDERS_BURST": "20",
+        "ORDERSTREAM_GATEWAY_MAX_FRAME_BYTES": "4096",
+    }
+    worker = Worker("orderstream.gateway", env, tmp / "gateway.log").start()
+    proc = worker.proc
+    assert proc is not None
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(120):
+                assert proc.poll() is None, (tmp / "gateway.log").read_text()
+                try:
+                    async with http.get(base + "/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+            admin = Client(base, *ADMIN)
+            keys = {}
+            for account in ("A", "B"):
+                status, _, body = await admin.call(
+                    http, "POST", "/api/v1/admin/accounts", {"account_id": account}
+                )
+                assert status == 200 and "secret" in body
+                keys[account] = Client(base, body["key_id"], body["secret"])
+        yield {
+            "base": base,
+            "prefix": prefix,
+            "A": keys["A"],
+            "B": keys["B"],
+            "admin": admin,
+            "bootstrap": infra.kafka_bootstrap,
+            "log": tmp / "gateway.log",
+        }
+    finally:
+        worker.stop()
+
+
+def order(cid: str, **kw: Any) -> dict[str, Any]:
+    return {
+        "client_order_id": cid,
+        "symbol": "BTC-USD",
+        "side": "BUY",
+        "order_type": "LIMIT",
+        "quantity": "0.01",
+        "price": "30000",
+        **kw,
+    }
+
+
+async def test_login_failures_each_have_their_code(gateway: dict[str, Any]) -> None:
+    a: Client = gateway["A"]
+    path, body = "/api/v1/orders", json.dumps(order("x1")).encode()
+    async with aiohttp.ClientSession() as http:
+
+        async def post(headers: dict[str, str]) -> tuple[int, Any]:
+            async with http.post(gateway["base"] + path, data=body, headers=headers) as resp:
+                return resp.status, (await resp.json())["error"]["code"]
+
+        assert await post({}) == (401, 40100)
+        assert await post({**a.headers("POST", path, body), "X-OS-KEY": "nokey"}) == (401, 40101)
+        assert await post({**a.headers("POST", path, body), "X-OS-SIGNATURE": "00" * 32}) == (401, 40102)
+        assert await post(a.headers("POST", path, body, ts=int(time.time() * 1000) - 60_000)) == (401, 40103)
+        signed = a.headers("POST", path, body)
+        async with http.post(gateway["base"] + path, data=body, headers=signed) as resp:
+            assert resp.status == 200
+        assert await post(signed) == (401, 40104)  # the same signed request again
+    assert a.secret not in gateway["log"].read_text()  # never logged
+
+
+async def test_validation_errors_name_the_field(gateway: dict[str, Any]) -> None:
+    a: Client = gateway["A"]
+    async with aiohttp.ClientSession() as http:
+        cases = [
+            ({k: v for k, v in order("v1").items() if k != "side"}, 40001, "side"),
+            (order("v2", quantity=0.01), 40001, "quantity"),
+            (order("v3", price="abc"), 40001, "price"),
+            (order("v4", symbol="NOPE-USD"), 40010, "symbol"),
+            (order("v5", price="30000.3"), 40011, "price"),
+            (order("v6", quantity="0.0005"), 40012, "quantity"),
+            (order("v7", colour="red"), 40001, "colour"),
+        ]
+        for body, code, field in cases:
+            status, _, answer = await a.call(http, "POST", "/api/v1/orders", body)
+            assert (status, answer["error"]["code"], answer["error"]["details"]["field"]) == (
+                400,
+                code,
+                field,
+            ), body
+        status, _, answer = await a.call(http, "POST", "/api/v1/orders", raw=b"{not json")
+        assert (status, answer["error"]["code"]) == (400, 40002)
+
+
+async def test_websocket_errors_keep_the_connection(gateway: dict[str, Any]) -> None:
+    a: Client = gateway["A"]
+    async with aiohttp.ClientSession() as http, http.ws_connect(gateway["base"] + "/ws") as ws:
+        await ws.send_str("not json")
+        assert (await ws.receive_json(timeout=10))["error"]["code"] == 40002
+        await ws.send_json({"id": 1, "method": "order.place", "params": order("w0")})
+        assert (await ws.receive_json(timeout=10))["error"]["code"] == 40100  # not logged in
+        assert (await a.login(ws))["result"]["account_id"] == "A"
+        await ws.send_json({"id": 2, "method": "order.teleport", "params": {}})
+        assert (await ws.receive_json(timeout=10))["error"]["code"] == 40003
+        await ws.send_str(
+            json.dumps({"id": 3, "method": "order.place", "params": order("w1", pad="x" * 5000)})
+        )
+        assert (await ws.receive_json(timeout=10))["error"]["code"] == 41301
+        await ws.send_json({"id": 4, "method": "order.place", "params": order("w2", quantity="-1")})
+        answer = await ws.receive_json(timeout=10)
+        assert answer["id"] == 4 and answer["error"]["details"]["field"] == "quantity"
+        await ws.send_json({"id": 5, "method": "order.place", "params": order("w3")})
+        assert (await ws.receive_json(timeout=10))["result"]["client_order_id"] == "w3"  # still alive
+
+
+async def test_a_placed_order_is_an_avro_record_on_order_commands_once(gateway: dict[str, Any]) -> None:
+    a: Client = gateway["A"]
+    async with aiohttp.ClientSession() as http:
+        status, headers, first = await a.call(http, "POST", "/api/v1/orders", order("p1", price="29000.5"))
+        assert status == 200 and not first["duplicate"]
+        status, _, again = await a.call(http, "POST", "/api/v1/orders", order("p1", price="29000.5"))
+        assert again == {**first, "duplicate": True}
+    msgs = await read(gateway["bootstrap"], gateway["prefix"] + "order.commands", 10**6, timeout=5)
+    mine = [(m, CODEC.decode(m.value)) for m in msgs]
+    mine = [(m, c) for m, c in mine if isinstance(c, r.SubmitOrder) and c.client_order_id == "p1"]
+    assert len(mine) == 1
+    msg, cmd = mine[0]
+    assert (cmd.account_id, cmd.order_id, cmd.price, msg.key) == (
+        "A",
+        first["order_id"],
+        Decimal("29000.5"),
+        b"A",
+    )
+    assert dict(msg.headers)["x-request-id"].decode() == headers["X-Request-Id"]
+
+
+async def test_the_rate_limit_answers_429_and_recovers(gateway: dict[str, Any]) -> None:
+    b: Client = gateway["B"]
+    async with aiohttp.ClientSession() as http:
+        codes = []
+        for i in range(30):
+            status, headers, _ = await b.call(http, "POST", "/api/v1/orders", order(f"rl{i}"))
+            codes.append(status)
+        assert 429 in codes and codes[0] == 200
+        assert int(headers["Retry-After"]) >= 1
+        await asyncio.sleep(1.5)
+        status, _, _ = await b.call(http, "POST", "/api/v1/orders", order("rl-after"))
+        assert status == 200
+
+
+async def test_no_key_sees_another_accounts_orders_or_reports(gateway: dict[str, Any]) -> None:
+    a, b = gateway["A"], gateway["B"]
+    async with aiohttp.ClientSession() as http:
+        _, _, placed = await a.call(http, "POST", "/api/v1/orders", order("iso1"))
+        oid = placed["order_id"]
+        assert (await a.call(http, "GET", f"/api/v1/orders/{oid}"))[0] == 200
+        assert (await b.call(http, "GET", f"/api/v1/orders/{oid}"))[0] == 404
+        assert (await b.call(http, "DELETE", f"/api/v1/orders/{oid}"))[0] == 404
+        status, _, answer = await b.call(
+            http, "POST", "/api/v1/admin/deposits", {"account_id": "B", "asset": "USD", "amount": "5"}
+        )
+        assert (status, answer["error"]["code"]) == (403, 40301)
+        async with (
+            http.ws_connect(gateway["base"] + "/ws") as wa,
+            http.ws_connect(gateway["base"] + "/ws") as wb,
+        ):
+            await a.login(wa)
+            await b.login(wb)
+            for ws in (wa, wb):
+                await ws.send_json({"id": "s", "method": "subscribe", "params": {"stream": "user"}})
+                assert (await ws.receive_json(timeout=10))["result"]["subscribed"]
+            await asyncio.sleep(1)  # the report reader is positioned at the end of the topic
+            report = r.ExecutionReport(
+                event_id=f"rep-{oid}",
+                ts_event=time.time_ns(),
+                account_id="A",
+                order_id=oid,
+                client_order_id="iso1",
+                symbol="BTC-USD",
+                sequence=1,
+                status="ACCEPTED",
+                side="BUY",
+                order_type="LIMIT",
+                quantity=Decimal("0.01"),
+                price=Decimal(30000),
+                filled_quantity=Decimal(0),
+                remaining_quantity=Decimal("0.01"),
+                fees=Decimal(0),
+            )
+            await produce(
+                gateway["bootstrap"],
+                gateway["prefix"] + "execution.reports",
+                [(b"A", CODEC.encode(report), {})],
+            )
+            pushed = await wa.receive_json(timeout=15)
+            assert pushed["type"] == "execution_report" and pushed["data"]["order_id"] == oid
+            with pytest.raises(asyncio.TimeoutError):
+                await wb.receive_json(timeout=2)
+
+
+async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
+    async with aiohttp.ClientSession() as http, http.get(gateway["base"] + "/api/v1/openapi.json") as resp:
+        doc = await resp.json()
+    assert doc["openapi"].startswith("3.") and "/api/v1/orders" in doc["paths"]
+    assert (
+        "quantity"
+        in doc["paths"]["/api/v1/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"][
+            "properties"
+        ]
+    )
