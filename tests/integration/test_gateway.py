@@ -68,7 +68,7 @@ class Client:
 
 @pytest.fixture(scope="module")
 async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
-    prefix, port = unique_prefix(), free_port()
+    prefix, port, database = unique_prefix(), free_port(), f"gw{uuid.uuid4().hex[:8]}"
     tmp = tmp_path_factory.mktemp("gateway")
     await create_topics(infra.kafka_bootstrap, prefix=prefix, partitions=2)
     await produce(
@@ -82,7 +82,7 @@ async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Asy
         "ORDERSTREAM_TOPIC_PREFIX": prefix,
         "ORDERSTREAM_GATEWAY_WEB_PORT": str(port),
         "ORDERSTREAM_GATEWAY_DATA_DIR": str(tmp),
-        "ORDERSTREAM_GATEWAY_MONGO_DATABASE": f"gw{uuid.uuid4().hex[:8]}",
+        "ORDERSTREAM_GATEWAY_MONGO_DATABASE": database,
         "ORDERSTREAM_GATEWAY_ADMIN_KEY_ID": ADMIN[0],
         "ORDERSTREAM_GATEWAY_ADMIN_SECRET": ADMIN[1],
         "ORDERSTREAM_GATEWAY_ORDERS_PER_S": "2",
@@ -120,6 +120,7 @@ async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Asy
             "admin": admin,
             "bootstrap": infra.kafka_bootstrap,
             "log": tmp / "gateway.log",
+            "database": database,
         }
     finally:
         worker.stop()
@@ -296,3 +297,119 @@ async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
             "properties"
         ]
     )
+
+
+async def test_market_stream_sends_the_snapshot_then_only_newer_updates(gateway: dict[str, Any]) -> None:
+    a: Client = gateway["A"]
+    prefix, bootstrap = gateway["prefix"], gateway["bootstrap"]
+    level = r.PriceLevel(side="BID", price=Decimal(29000), quantity=Decimal(1))
+    await produce(
+        bootstrap,
+        prefix + "md.depth",
+        [
+            (
+                b"BTC-USD",
+                CODEC.encode(r.DepthSnapshot(symbol="BTC-USD", ts_event=1, sequence=5, levels=[level])),
+                {},
+            )
+        ],
+    )
+    await asyncio.sleep(1.5)  # the gateway's depth mirror follows the compacted topic
+    async with aiohttp.ClientSession() as http, http.ws_connect(gateway["base"] + "/ws") as ws:
+        await a.login(ws)
+        await ws.send_json(
+            {"id": "m", "method": "subscribe", "params": {"stream": "market", "symbol": "NOPE"}}
+        )
+        assert (await ws.receive_json(timeout=10))["error"]["code"] == 40010
+        await ws.send_json(
+            {"id": "m", "method": "subscribe", "params": {"stream": "market", "symbol": "BTC-USD"}}
+        )
+        sub = (await ws.receive_json(timeout=10))["result"]
+        assert (
+            sub["snapshot"]["sequence"] == 5
+            and sub["snapshot"]["levels"][0]["price"] == "29000.000000000000000000"
+        )
+        await asyncio.sleep(1)
+        updates = [
+            r.BookUpdate(symbol="BTC-USD", ts_event=2, sequence=seq, changes=[level]) for seq in (5, 6)
+        ]
+        trade = r.Trade(
+            trade_id="t1",
+            ts_event=3,
+            symbol="BTC-USD",
+            price=Decimal(29000),
+            quantity=Decimal(1),
+            aggressor_side="SELL",
+            sequence=7,
+        )
+        await produce(bootstrap, prefix + "md.book", [(b"BTC-USD", CODEC.encode(u), {}) for u in updates])
+        await produce(bootstrap, prefix + "md.trades", [(b"BTC-USD", CODEC.encode(trade), {})])
+        got = [await ws.receive_json(timeout=10) for _ in range(2)]
+        assert sorted((g["type"], g["data"]["sequence"]) for g in got) == [("book", 6), ("trade", 7)]
+
+
+async def test_balances_open_orders_and_history_come_from_the_read_model(
+    gateway: dict[str, Any], infra: Infra
+) -> None:
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    from orderstream.collector.documents import balance_document, order_document
+
+    a, b = gateway["A"], gateway["B"]
+    db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]  # the collector's read model
+    held = r.CollateralHeld(
+        event_id="h1",
+        ts_event=2,
+        account_id="A",
+        asset="USD",
+        order_id="o1",
+        amount=Decimal(10),
+        free=Decimal(90),
+        held=Decimal(10),
+    )
+    dep = r.Deposited(
+        event_id="d1",
+        ts_event=1,
+        account_id="A",
+        asset="USD",
+        command_id="c",
+        amount=Decimal(100),
+        lot_id="l",
+        source="bank",
+        free=Decimal(100),
+        held=Decimal(0),
+    )
+    await db["balance_history"].insert_many([balance_document(dep), balance_document(held)])
+    report = r.ExecutionReport(
+        event_id="e1",
+        ts_event=5,
+        account_id="A",
+        order_id="o1",
+        client_order_id="c1",
+        symbol="BTC-USD",
+        sequence=1,
+        status="ACCEPTED",
+        side="BUY",
+        order_type="LIMIT",
+        quantity=Decimal(1),
+        price=Decimal(10),
+        filled_quantity=Decimal(0),
+        remaining_quantity=Decimal(1),
+        fees=Decimal(0),
+    )
+    await db["trader_orders"].insert_one(order_document(report))
+    async with aiohttp.ClientSession() as http:
+        status, _, body = await a.call(http, "GET", "/api/v1/balances")
+        usd = body["balances"]["USD"]
+        assert status == 200 and (Decimal(usd["free"]), Decimal(usd["held"])) == (90, 10)  # the newest event
+        assert (await b.call(http, "GET", "/api/v1/balances"))[2]["balances"] == {}
+        status, _, body = await a.call(http, "GET", "/api/v1/orders")
+        assert [o["order_id"] for o in body["orders"]] == ["o1"]
+        assert (await b.call(http, "GET", "/api/v1/orders"))[2]["orders"] == []
+        async with http.ws_connect(gateway["base"] + "/ws") as ws:
+            await a.login(ws)
+            await ws.send_json({"id": "h", "method": "orders.history", "params": {"limit": 10}})
+            answer = await ws.receive_json(timeout=10)
+            assert [o["order_id"] for o in answer["result"]["orders"]] == ["o1"]
+            await ws.send_json({"id": "h", "method": "orders.history", "params": {"limit": 0}})
+            assert (await ws.receive_json(timeout=10))["error"]["details"]["field"] == "limit"

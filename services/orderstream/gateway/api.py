@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -45,6 +45,26 @@ class CancelOrder(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     order_id: str = Field(min_length=1, max_length=80)
+
+
+class Subscription(BaseModel):
+    """subscribe / unsubscribe: `{"stream": "user"}` or `{"stream": "market", "symbol": ...}`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stream: Literal["user", "market"]
+    symbol: str | None = Field(None, min_length=1, max_length=32)
+
+
+class History(BaseModel):
+    """orders.history / GET /api/v1/history: newest first, paged with `before`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str | None = None
+    status: str | None = None
+    limit: int = Field(50, ge=1, le=500)
+    before: str | None = None
 
 
 class CreateAccount(BaseModel):

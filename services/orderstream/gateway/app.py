@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import DuplicateKeyError
 
+from orderstream.collector.history import order_history
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
 from orderstream.common.logs import logging_config
@@ -53,6 +54,7 @@ class Connection:
         self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(limit)
         self.principal: Principal | None = None
         self.user_stream = False
+        self.markets: dict[str, int] = {}  # symbol -> md sequence of the snapshot it was sent
         self.sender = asyncio.get_running_loop().create_task(self._drain())
 
     def push(self, msg: dict[str, Any]) -> bool:
@@ -77,6 +79,8 @@ class Gateway:
         self.verifier = Verifier(self.keys, settings.recv_window_ms)
         self.buckets = Buckets(settings.orders_per_s, settings.orders_burst)
         self.instruments = Mirror.standalone(settings, self.codec, "ref.instruments", r.Instrument)
+        self.depth = Mirror.standalone(settings, self.codec, "md.depth", r.DepthSnapshot)
+        self.market_subscribers: dict[str, set[Connection]] = {}
         self.orders: Any = self.db["gateway_orders"]
         self.producer: AIOKafkaProducer | None = None
         self.connections: dict[str, set[Connection]] = {}
@@ -109,7 +113,12 @@ class Gateway:
         )
         await self.producer.start()
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self.instruments.follow()), loop.create_task(self._reports())]
+        self.tasks = [
+            loop.create_task(self.instruments.follow()),
+            loop.create_task(self.depth.follow()),
+            loop.create_task(self._reports()),
+            loop.create_task(self._market_data()),
+        ]
 
     async def stop(self, _: web.Application) -> None:
         for task in self.tasks:
@@ -142,6 +151,88 @@ class Gateway:
         finally:
             await consumer.stop()
 
+    async def _market_data(self) -> None:
+        """Book updates, trades and tickers, to the subscribers of their symbol."""
+        topics = [self.settings.topic(t) for t in ("md.book", "md.trades", "md.ticker")]
+        consumer = AIOKafkaConsumer(
+            *topics,
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        kinds = {r.BookUpdate: "book", r.Trade: "trade", r.Ticker: "ticker"}
+        try:
+            async for msg in consumer:
+                try:
+                    rec = self.codec.decode(msg.value)
+                except DecodeError:
+                    continue
+                kind = kinds.get(type(rec))
+                if kind is None:
+                    continue
+                symbol = rec.symbol  # type: ignore[attr-defined]
+                frame = {
+                    "stream": "market",
+                    "type": kind,
+                    "symbol": symbol,
+                    "data": rec.model_dump(mode="json"),
+                }
+                for conn in list(self.market_subscribers.get(symbol, ())):
+                    if isinstance(rec, r.BookUpdate) and rec.sequence <= conn.markets.get(symbol, 0):
+                        continue  # already in the snapshot the client got
+                    if not conn.push(frame):
+                        await self._drop_slow(conn)
+        finally:
+            await consumer.stop()
+
+    def subscribe_market(self, conn: Connection, symbol: str) -> dict[str, Any]:
+        """Subscribe to a symbol: the depth snapshot now, then updates after its sequence number."""
+        if self.instruments.get(symbol) is None:
+            raise ApiError(40010, f"unknown symbol {symbol}", {"field": "symbol"})
+        snapshot = self.depth.get(symbol)
+        conn.markets[symbol] = snapshot.sequence if snapshot is not None else 0
+        self.market_subscribers.setdefault(symbol, set()).add(conn)
+        return {
+            "stream": "market",
+            "symbol": symbol,
+            "subscribed": True,
+            "snapshot": snapshot.model_dump(mode="json") if snapshot is not None else None,
+        }
+
+    async def open_orders(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        who.require("read")
+        live = ["NEW", "ACCEPTED", "PARTIALLY_FILLED", "TRIGGERED", "REPLACED"]
+        docs = (
+            await self.db["trader_orders"]
+            .find({"account_id": who.account_id, "status": {"$in": live}})
+            .to_list(1000)
+        )
+        return {"orders": [jsonable(d) for d in docs]}
+
+    async def history(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        who.require("read")
+        q = parse(api.History, params)
+        page = await order_history(
+            self.db, who.account_id, symbol=q.symbol, status=q.status, limit=q.limit, before=q.before
+        )
+        return {"orders": [jsonable(d) for d in page.orders], "next": page.next_cursor}
+
+    async def balances(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
+        """Free and held per asset: the newest collateral event of each (collector's balance_history)."""
+        who.require("read")
+        docs = (
+            await self.db["balance_history"]
+            .find({"account_id": who.account_id, "free": {"$exists": True}})
+            .sort("ts_ns", -1)
+            .to_list(5000)
+        )
+        out: dict[str, dict[str, str]] = {}
+        for d in docs:
+            out.setdefault(d["asset"], {"free": d["free"], "held": d["held"]})
+        return {"balances": out}
+
     async def _drop_slow(self, conn: Connection) -> None:
         self._forget(conn)
         conn.queue = asyncio.Queue()  # what was queued is dropped with the client
@@ -161,6 +252,8 @@ class Gateway:
     def _forget(self, conn: Connection) -> None:
         if conn.principal is not None:
             self.connections.get(conn.principal.account_id, set()).discard(conn)
+        for symbol in conn.markets:
+            self.market_subscribers.get(symbol, set()).discard(conn)
 
     # -- operations (REST and WebSocket) --------------------------------------------
 
@@ -295,6 +388,12 @@ class Gateway:
         return {"command_id": command_id}
 
 
+def jsonable(doc: dict[str, Any]) -> dict[str, Any]:
+    """A MongoDB document as JSON: times as ISO 8601, the id as order_id."""
+    out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items() if k != "_id"}
+    return out
+
+
 def parse(model: type[BaseModel], params: Any) -> Any:
     if not isinstance(params, dict):
         raise ApiError(
@@ -317,6 +416,7 @@ def rest(
     *,
     body: bool,
     path_param: str | None = None,
+    query: bool = False,
     with_request_id: bool = True,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
     async def handler(request: web.Request) -> web.Response:
@@ -340,6 +440,8 @@ def rest(
                     raise ApiError(40002, "the body is not JSON") from None
             if path_param:
                 params = {path_param: request.match_info[path_param]}
+            if query:
+                params = dict(request.query)
             args = (gw, who, params, request_id) if with_request_id else (gw, who, params)
             result = await op(*args)
             REQUESTS.labels(request.path, "0").inc()
@@ -424,10 +526,21 @@ async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any]:
         if conn.principal is None:
             raise ApiError(40100, "log in first (auth.login)", status=401)
         if method == "subscribe" or method == "unsubscribe":
-            if not isinstance(params, dict) or params.get("stream") != "user":
-                raise ApiError(40001, 'invalid stream: only "user" is available', {"field": "stream"})
-            conn.user_stream = method == "subscribe"
-            return {"id": rid, "result": {"stream": "user", "subscribed": conn.user_stream}}
+            sub = parse(api.Subscription, params)
+            if sub.stream == "user":
+                conn.user_stream = method == "subscribe"
+                return {"id": rid, "result": {"stream": "user", "subscribed": conn.user_stream}}
+            if sub.symbol is None:
+                raise ApiError(
+                    40001,
+                    "invalid symbol: required for the market stream",
+                    {"field": "symbol", "issue": "required"},
+                )
+            if method == "subscribe":
+                return {"id": rid, "result": gw.subscribe_market(conn, sub.symbol)}
+            conn.markets.pop(sub.symbol, None)
+            gw.market_subscribers.get(sub.symbol, set()).discard(conn)
+            return {"id": rid, "result": {"stream": "market", "symbol": sub.symbol, "subscribed": False}}
         return {"id": rid, "result": await WS_METHODS[method](gw, conn.principal, params, request_id)}
     except ApiError as e:
         return error_frame(rid, e)
@@ -437,10 +550,22 @@ async def _get(gw: Gateway, who: Principal, params: dict[str, Any], _request_id:
     return await gw.get(who, params)
 
 
+def _read(
+    op: Callable[[Gateway, Principal, dict[str, Any]], Awaitable[dict[str, Any]]],
+) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def call(gw: Gateway, who: Principal, params: dict[str, Any], _request_id: str) -> dict[str, Any]:
+        return await op(gw, who, params)
+
+    return call
+
+
 WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.place": Gateway.place,
     "order.cancel": Gateway.cancel,
     "order.get": _get,
+    "orders.open": _read(Gateway.open_orders),
+    "orders.history": _read(Gateway.history),
+    "balances.get": _read(Gateway.balances),
 }
 KNOWN_METHODS = frozenset({"auth.login", "subscribe", "unsubscribe", *WS_METHODS})
 
@@ -491,6 +616,12 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
         "/api/v1/admin/accounts", rest(Gateway.create_account, body=True, with_request_id=False)
     )
     app.router.add_post("/api/v1/admin/deposits", rest(Gateway.deposit, body=True))
+    for path, op in (
+        ("/api/v1/orders", Gateway.open_orders),
+        ("/api/v1/history", Gateway.history),
+        ("/api/v1/balances", Gateway.balances),
+    ):
+        app.router.add_get(path, rest(op, body=False, query=True, with_request_id=False))
     app.router.add_get("/ws", websocket)
     return app
 
