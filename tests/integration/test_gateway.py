@@ -12,6 +12,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from orderstream.common import records as r
 from orderstream.common.topics import create_topics
@@ -413,3 +415,90 @@ async def test_balances_open_orders_and_history_come_from_the_read_model(
             assert [o["order_id"] for o in answer["result"]["orders"]] == ["o1"]
             await ws.send_json({"id": "h", "method": "orders.history", "params": {"limit": 0}})
             assert (await ws.receive_json(timeout=10))["error"]["details"]["field"] == "limit"
+
+
+async def test_replace_is_a_replace_order_record_and_only_the_owner_may(gateway: dict[str, Any]) -> None:
+    a, b = gateway["A"], gateway["B"]
+    async with aiohttp.ClientSession() as http:
+        _, _, placed = await a.call(http, "POST", "/api/v1/orders", order("rp1"))
+        oid = placed["order_id"]
+        status, _, answer = await a.call(http, "PATCH", f"/api/v1/orders/{oid}", {"price": "31000"})
+        assert (status, answer["replace"]) == (200, "requested")
+        assert (await b.call(http, "PATCH", f"/api/v1/orders/{oid}", {"price": "31000"}))[0] == 404
+        status, _, answer = await a.call(http, "PATCH", f"/api/v1/orders/{oid}", {})
+        assert (status, answer["error"]["code"]) == (400, 40001)
+        status, _, answer = await a.call(http, "PATCH", f"/api/v1/orders/{oid}", {"price": "31000.2"})
+        assert (status, answer["error"]["code"]) == (400, 40011)
+    msgs = await read(gateway["bootstrap"], gateway["prefix"] + "order.commands", 10**6, timeout=5)
+    replaces = [
+        c
+        for c in (CODEC.decode(m.value) for m in msgs)
+        if isinstance(c, r.ReplaceOrder) and c.order_id == oid
+    ]
+    assert [(c.price, c.quantity, c.client_order_id) for c in replaces] == [(Decimal(31000), None, "rp1")]
+
+
+JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+PLACE_PARAMS = st.fixed_dictionaries(
+    {"client_order_id": st.text(min_size=1, max_size=10) | st.integers()},
+    optional={
+        "symbol": st.sampled_from(["BTC-USD", "NOPE", ""]) | JSONISH,
+        "side": st.sampled_from(["BUY", "SELL", "buy"]) | JSONISH,
+        "order_type": st.sampled_from(["LIMIT", "MARKET", "STOP_LIMIT"]),
+        "quantity": st.sampled_from(["0.01", "1", "-1", "0.0001", "1e3"]) | JSONISH,
+        "price": st.sampled_from(["30000", "30000.5", "30000.25", "0"]) | JSONISH,
+        "extra": JSONISH,
+    },
+)
+FRAMES = st.one_of(
+    st.fixed_dictionaries({"id": st.integers(), "method": st.just("order.place"), "params": PLACE_PARAMS}),
+    st.fixed_dictionaries(
+        {
+            "id": JSONISH,
+            "method": st.sampled_from(
+                [
+                    "order.cancel",
+                    "order.get",
+                    "order.replace",
+                    "orders.history",
+                    "subscribe",
+                    "balances.get",
+                    "x",
+                ]
+            ),
+            "params": JSONISH,
+        }
+    ),
+    JSONISH,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(frames=st.lists(FRAMES, min_size=1, max_size=5))
+def test_fuzzed_frames_get_an_answer_never_a_server_error_or_a_dropped_connection(
+    gateway: dict[str, Any], frames: list[Any]
+) -> None:
+    """Every frame gets a result or a documented error; the connection stays up; REST never answers 5xx."""
+
+    async def run() -> None:
+        a: Client = gateway["A"]
+        async with aiohttp.ClientSession() as http, http.ws_connect(gateway["base"] + "/ws") as ws:
+            await a.login(ws)
+            for frame in frames:
+                await ws.send_str(json.dumps(frame))
+                answer = await ws.receive_json(timeout=10)
+                assert "result" in answer or 40000 <= answer["error"]["code"] < 50000, answer
+            await ws.send_json({"id": "alive", "method": "orders.open", "params": {}})
+            assert (await ws.receive_json(timeout=10))["id"] == "alive"
+            for frame in frames:
+                body = frame.get("params") if isinstance(frame, dict) else frame
+                status, _, answer = await a.call(
+                    http, "POST", "/api/v1/orders", raw=json.dumps(body).encode()
+                )
+                assert status < 500, answer
+
+    asyncio.run(run())

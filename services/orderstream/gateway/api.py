@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from orderstream.common import records as r
 from orderstream.gateway.errors import ApiError
@@ -65,6 +65,22 @@ class History(BaseModel):
     status: str | None = None
     limit: int = Field(50, ge=1, le=500)
     before: str | None = None
+
+
+class ReplaceOrder(BaseModel):
+    """order.replace / PATCH /api/v1/orders/{order_id}: a new total quantity and/or limit price."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str = Field(min_length=1, max_length=80)
+    quantity: Exact | None = None
+    price: Exact | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> ReplaceOrder:
+        if self.quantity is None and self.price is None:
+            raise ValueError("give quantity, price or both")
+        return self
 
 
 class CreateAccount(BaseModel):
@@ -161,6 +177,15 @@ def openapi() -> dict[str, Any]:
                         {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
                     ],
                     "responses": {"200": ok, "401": error, "404": error},
+                },
+                "patch": {
+                    "operationId": "order.replace",
+                    "parameters": [
+                        *signed,
+                        {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "requestBody": body(ReplaceOrder),
+                    "responses": {"200": ok, "400": error, "401": error, "404": error},
                 },
                 "delete": {
                     "operationId": "order.cancel",

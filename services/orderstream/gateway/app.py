@@ -343,6 +343,40 @@ class Gateway:
         )
         return {"order_id": c.order_id, "cancel": "requested"}
 
+    async def replace(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        who.require("trade")
+        c = parse(api.ReplaceOrder, params)
+        doc = await self.order_doc(who, c.order_id)
+        instrument = self.instruments.get(doc["symbol"])
+        if instrument is not None and c.price is not None and c.price % instrument.tick_size:
+            raise ApiError(
+                40011,
+                f"price must be a multiple of the tick size {instrument.tick_size}",
+                {"field": "price", "tick_size": str(instrument.tick_size)},
+            )
+        if instrument is not None and c.quantity is not None and c.quantity % instrument.lot_size:
+            raise ApiError(
+                40012,
+                f"quantity must be a multiple of the lot size {instrument.lot_size}",
+                {"field": "quantity", "lot_size": str(instrument.lot_size)},
+            )
+        await self.send(
+            "order.commands",
+            who.account_id,
+            r.ReplaceOrder(
+                command_id=f"gw-{uuid.uuid4().hex}",
+                ts_event=time.time_ns(),
+                account_id=who.account_id,
+                order_id=c.order_id,
+                client_order_id=doc["client_order_id"],
+                symbol=doc["symbol"],
+                quantity=c.quantity,
+                price=c.price,
+            ),
+            request_id,
+        )
+        return {"order_id": c.order_id, "replace": "requested"}
+
     async def get(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("read")
         c = parse(api.CancelOrder, params)
@@ -438,8 +472,8 @@ def rest(
                     params = json.loads(raw or b"null")
                 except ValueError:
                     raise ApiError(40002, "the body is not JSON") from None
-            if path_param:
-                params = {path_param: request.match_info[path_param]}
+            if path_param and isinstance(params, dict):
+                params = {**params, path_param: request.match_info[path_param]}
             if query:
                 params = dict(request.query)
             args = (gw, who, params, request_id) if with_request_id else (gw, who, params)
@@ -562,6 +596,7 @@ def _read(
 WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.place": Gateway.place,
     "order.cancel": Gateway.cancel,
+    "order.replace": Gateway.replace,
     "order.get": _get,
     "orders.open": _read(Gateway.open_orders),
     "orders.history": _read(Gateway.history),
@@ -612,6 +647,7 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_delete(
         "/api/v1/orders/{order_id}", rest(Gateway.cancel, body=False, path_param="order_id")
     )
+    app.router.add_patch("/api/v1/orders/{order_id}", rest(Gateway.replace, body=True, path_param="order_id"))
     app.router.add_post(
         "/api/v1/admin/accounts", rest(Gateway.create_account, body=True, with_request_id=False)
     )
