@@ -31,11 +31,12 @@ test-unit: $(STAMP) ## Run the unit tests only (no servers)
 test-integration: $(STAMP) ## Run the integration and end-to-end tests (real Kafka and MongoDB-wire server)
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
-bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, the matcher via the broker, the collector into MongoDB
+bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, matcher via the broker, collector into MongoDB, gateway
 	$(BIN)/pip install -q -e ".[dev,bench]"
 	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_matcher_service.py
 	$(BIN)/python bench/bench_collector.py
+	$(BIN)/python bench/bench_gateway.py
 
 lint: $(STAMP) ## ruff and mypy (strict on services/)
 	$(BIN)/ruff check services tests deploy/local bench
