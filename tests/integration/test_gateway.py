@@ -293,6 +293,19 @@ async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
     async with aiohttp.ClientSession() as http, http.get(gateway["base"] + "/api/v1/openapi.json") as resp:
         doc = await resp.json()
     assert doc["openapi"].startswith("3.") and "/api/v1/orders" in doc["paths"]
+    served = {
+        ("GET", "/api/v1/orders"),
+        ("POST", "/api/v1/orders"),
+        ("GET", "/api/v1/orders/{order_id}"),
+        ("PATCH", "/api/v1/orders/{order_id}"),
+        ("DELETE", "/api/v1/orders/{order_id}"),
+        ("GET", "/api/v1/history"),
+        ("GET", "/api/v1/balances"),
+        ("POST", "/api/v1/admin/accounts"),
+        ("POST", "/api/v1/admin/deposits"),
+    }
+    documented = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
+    assert documented == served
     assert (
         "quantity"
         in doc["paths"]["/api/v1/orders"]["post"]["requestBody"]["content"]["application/json"]["schema"][

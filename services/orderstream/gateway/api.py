@@ -103,26 +103,30 @@ class PostDeposit(BaseModel):
     source: str = Field("admin", max_length=64)
 
 
-def check_instrument(o: PlaceOrder, instrument: r.Instrument | None) -> None:
-    """Refuse what the instrument's rules refuse, before it costs the system anything."""
-    if instrument is None or not instrument.enabled:
-        raise ApiError(40010, f"unknown symbol {o.symbol}", {"field": "symbol"})
-    if o.quantity % instrument.lot_size:
+def check_increments(instrument: r.Instrument, quantity: Decimal | None, **prices: Decimal | None) -> None:
+    """A quantity off the lot size (40012) or a price off the tick size (40011) is refused."""
+    if quantity is not None and quantity % instrument.lot_size:
         raise ApiError(
             40012,
             f"quantity must be a multiple of the lot size {instrument.lot_size}",
             {"field": "quantity", "lot_size": str(instrument.lot_size)},
         )
-    if o.quantity < instrument.min_quantity:
-        raise ApiError(40013, f"quantity below the minimum {instrument.min_quantity}", {"field": "quantity"})
-    for name in ("price", "stop_price"):
-        value = getattr(o, name)
+    for name, value in prices.items():
         if value is not None and value % instrument.tick_size:
             raise ApiError(
                 40011,
                 f"{name} must be a multiple of the tick size {instrument.tick_size}",
                 {"field": name, "tick_size": str(instrument.tick_size)},
             )
+
+
+def check_instrument(o: PlaceOrder, instrument: r.Instrument | None) -> None:
+    """Refuse what the instrument's rules refuse, before it costs the system anything."""
+    if instrument is None or not instrument.enabled:
+        raise ApiError(40010, f"unknown symbol {o.symbol}", {"field": "symbol"})
+    check_increments(instrument, o.quantity, price=o.price, stop_price=o.stop_price)
+    if o.quantity < instrument.min_quantity:
+        raise ApiError(40013, f"quantity below the minimum {instrument.min_quantity}", {"field": "quantity"})
 
 
 def openapi() -> dict[str, Any]:
@@ -162,12 +166,17 @@ def openapi() -> dict[str, Any]:
         "info": {"title": "Orderstream gateway", "version": "1"},
         "paths": {
             "/api/v1/orders": {
+                "get": {
+                    "operationId": "orders.open",
+                    "parameters": signed,
+                    "responses": {"200": ok, "401": error},
+                },
                 "post": {
                     "operationId": "order.place",
                     "parameters": signed,
                     "requestBody": body(PlaceOrder),
                     "responses": {"200": ok, "400": error, "401": error, "429": error},
-                }
+                },
             },
             "/api/v1/orders/{order_id}": {
                 "get": {
@@ -195,6 +204,31 @@ def openapi() -> dict[str, Any]:
                     ],
                     "responses": {"200": ok, "401": error, "404": error},
                 },
+            },
+            "/api/v1/history": {
+                "get": {
+                    "operationId": "orders.history",
+                    "parameters": [
+                        *signed,
+                        *(
+                            {"name": n, "in": "query", "required": False, "schema": {"type": t}}
+                            for n, t in (
+                                ("symbol", "string"),
+                                ("status", "string"),
+                                ("limit", "integer"),
+                                ("before", "string"),
+                            )
+                        ),
+                    ],
+                    "responses": {"200": ok, "400": error, "401": error},
+                }
+            },
+            "/api/v1/balances": {
+                "get": {
+                    "operationId": "balances.get",
+                    "parameters": signed,
+                    "responses": {"200": ok, "401": error},
+                }
             },
             "/api/v1/admin/accounts": {
                 "post": {

@@ -348,18 +348,8 @@ class Gateway:
         c = parse(api.ReplaceOrder, params)
         doc = await self.order_doc(who, c.order_id)
         instrument = self.instruments.get(doc["symbol"])
-        if instrument is not None and c.price is not None and c.price % instrument.tick_size:
-            raise ApiError(
-                40011,
-                f"price must be a multiple of the tick size {instrument.tick_size}",
-                {"field": "price", "tick_size": str(instrument.tick_size)},
-            )
-        if instrument is not None and c.quantity is not None and c.quantity % instrument.lot_size:
-            raise ApiError(
-                40012,
-                f"quantity must be a multiple of the lot size {instrument.lot_size}",
-                {"field": "quantity", "lot_size": str(instrument.lot_size)},
-            )
+        if instrument is not None:
+            api.check_increments(instrument, c.quantity, price=c.price)
         await self.send(
             "order.commands",
             who.account_id,
@@ -506,10 +496,14 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 if msg.type == WSMsgType.BINARY:
                     conn.push(error_frame(None, ApiError(40002, "frames must be JSON text")))
                 continue
-            conn.push(await answer(gw, conn, msg.data))
+            if not conn.push(await answer(gw, conn, msg.data)):
+                await gw._drop_slow(conn)  # its replies pile up unread: same as a slow stream
     finally:
         gw._forget(conn)
-        conn.queue.put_nowait(None) if not conn.queue.full() else conn.sender.cancel()
+        if conn.queue.full():
+            conn.sender.cancel()
+        else:
+            conn.queue.put_nowait(None)  # the sender ends after what is queued
     return ws
 
 
@@ -580,10 +574,6 @@ async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any]:
         return error_frame(rid, e)
 
 
-async def _get(gw: Gateway, who: Principal, params: dict[str, Any], _request_id: str) -> dict[str, Any]:
-    return await gw.get(who, params)
-
-
 def _read(
     op: Callable[[Gateway, Principal, dict[str, Any]], Awaitable[dict[str, Any]]],
 ) -> Callable[..., Awaitable[dict[str, Any]]]:
@@ -597,7 +587,7 @@ WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.place": Gateway.place,
     "order.cancel": Gateway.cancel,
     "order.replace": Gateway.replace,
-    "order.get": _get,
+    "order.get": _read(Gateway.get),
     "orders.open": _read(Gateway.open_orders),
     "orders.history": _read(Gateway.history),
     "balances.get": _read(Gateway.balances),
