@@ -28,17 +28,7 @@ KILLS = {60: "collateral", 120: "router", 180: "execution"}
     "kills",
     [
         pytest.param({}, id="no-kills"),
-        # Known defect, issue 5 stays open: in about one run in five, Faust 0.15.3 never hands
-        # a record to its agent under the load of a restart burst, and seeking back to it (the
-        # template's gap check) does not always bring it back. Not strict, so the run still
-        # shows XPASS or XFAIL with the missing order named.
-        pytest.param(
-            KILLS,
-            id="kill-each-service",
-            marks=pytest.mark.xfail(
-                strict=False, reason="Faust can drop a record under a restart burst; see README deviations"
-            ),
-        ),
+        pytest.param(KILLS, id="kill-each-service"),
     ],
 )
 async def test_random_workload_keeps_every_invariant(

@@ -29,6 +29,7 @@ from faust.sensors.prometheus import setup_prometheus_sensors
 
 from orderstream.common import faust_guard, metrics
 from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
+from orderstream.common.gaps import Raw, Sequencer
 from orderstream.common.logs import logging_config
 from orderstream.common.record import Record
 from orderstream.common.records import ALL_RECORDS
@@ -49,6 +50,11 @@ class Delivery:
     offset: int
     key: str | None
     headers: Mapping[str, bytes]
+
+    @classmethod
+    def of(cls, raw: Raw) -> Delivery:
+        key = raw.key.decode(errors="replace") if raw.key is not None else None
+        return cls(raw.topic, raw.partition, raw.offset, key, raw.headers)
 
 
 Handler = Callable[[Record, Delivery], Awaitable[None]]
@@ -128,23 +134,17 @@ class Service:
             broker_heartbeat_interval=settings.session_timeout_s / 10,
             logging_config=logging_config(self.name, settings.log_level, settings.worker_id),
         )
-        app = self.app
-
-        async def resume_skipped() -> None:  # no parameters: Faust passes the app to a timer that takes one
-            await faust_guard.resume_skipped(app)
-
-        app.timer(0.5)(resume_skipped)
+        self.sequencer = Sequencer(settings.kafka_bootstrap_servers, self.app.conf.id)
 
         async def partitions_moved(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
-            self._next_offset.clear()  # positions are the committed offsets again
+            self.sequencer.reset()  # positions are the committed offsets again
 
-        app.on_partitions_revoked.connect(partitions_moved)
-        app.on_partitions_assigned.connect(partitions_moved)
+        self.app.on_partitions_revoked.connect(partitions_moved)
+        self.app.on_partitions_assigned.connect(partitions_moved)
         setup_prometheus_sensors(self.app, pattern="/metrics", name_prefix=f"faust_{self.name}")
         self._dlqs: dict[str, faust.TopicT] = {}
         self._started = time.time()
         self.health_extras: list[Callable[[], dict[str, Any]]] = []
-        self._next_offset: dict[Any, int] = {}  # per partition: the offset the next record must have
         self.mirrors: list[Any] = []  # common.mirror.Mirror, read in full before the worker starts
         self._add_health()
 
@@ -187,7 +187,7 @@ class Service:
 
     # -- agents ---------------------------------------------------------------
 
-    def consume(self, topic: str, *, concurrency: int = 1) -> Callable[[Handler], Handler]:
+    def consume(self, topic: str) -> Callable[[Handler], Handler]:
         """Register `handler(record, delivery)` for every valid record on a catalog topic."""
         topic_spec = spec(topic)
         deployed = self.settings.topic(topic)
@@ -199,7 +199,7 @@ class Service:
                     await self._handle(event, topic_spec, handler)
 
             agent.__name__ = agent.__qualname__ = f"{handler.__name__}_agent"
-            self.app.agent(source, name=f"{self.name}.{handler.__name__}", concurrency=concurrency)(agent)
+            self.app.agent(source, name=f"{self.name}.{handler.__name__}")(agent)
             return handler
 
         return register
@@ -224,11 +224,11 @@ class Service:
                 async for events in manual.noack_take(size, within=within_s):
                     batch: list[tuple[Record, Delivery]] = []
                     for event in events:
-                        if not await self._in_order(event, by_name[event.message.topic]):
-                            break  # the rest of the batch comes again after the seek
-                        decoded = await self._decode(event, by_name[event.message.topic])
-                        if decoded is not None:
-                            batch.append(decoded)
+                        topic = by_name[event.message.topic]
+                        for raw in await self._in_order(Raw.of_event(event), topic):
+                            decoded = await self._decode(raw, topic)
+                            if decoded is not None:
+                                batch.append(decoded)
                     if batch:
                         try:
                             await handler(batch)
@@ -244,58 +244,44 @@ class Service:
 
         return register
 
-    async def _in_order(self, event: Any, topic: TopicSpec) -> bool:
-        """False for a record that came after a gap in its partition: the consumer seeks back instead.
+    async def _in_order(self, raw: Raw, topic: TopicSpec) -> list[Raw]:
+        """The records to handle now, in offset order (see common/gaps.py).
 
-        Offsets of a partition that is not compacted are consecutive, so a jump means the
-        records in between were fetched but never handed to the agent (Faust can lose them
-        in a rebalance or under load). Seeking back re-reads them and everything after;
-        what was already applied is recognised and not applied twice.
+        Offsets of a compacted topic are not consecutive, so those records are taken as they come.
+        Failing to read missing records back is treated like a handler bug: the worker exits.
         """
         if topic.compacted:
-            return True
-        msg = event.message
-        tp = msg.tp
-        expected = self._next_offset.get(tp)
-        if expected is not None and msg.offset > expected:
-            log.warning("gap in a partition; re-reading from the first missing record", extra={
-                "topic": msg.topic, "partition": msg.partition, "expected": expected, "got": msg.offset})
-            self._next_offset.pop(tp, None)
-            await self.app.consumer.seek(tp, expected)
-            return False
-        if expected is None or msg.offset == expected:
-            self._next_offset[tp] = msg.offset + 1
-        return True
-
-    async def _decode(self, event: Any, topic: TopicSpec) -> tuple[Record, Delivery] | None:
-        """The record and where it came from; None when it went to the dead-letter topic."""
-        msg = event.message
-        raw_headers = event.headers or {}
-        headers = dict(raw_headers) if not isinstance(raw_headers, dict) else raw_headers
-        key = msg.key.decode(errors="replace") if msg.key is not None else None
-        delivery = Delivery(msg.topic, msg.partition, msg.offset, key, headers)
+            return [raw]
         try:
-            record = self.codec.decode(event.value)
+            return await self.sequencer.in_order(raw)
+        except Exception as exc:  # the broker would not give records back: exit, they come again
+            self.on_handler_error(exc, Delivery.of(raw))
+            raise
+
+    async def _decode(self, raw: Raw, topic: TopicSpec) -> tuple[Record, Delivery] | None:
+        """The record and where it came from; None when it went to the dead-letter topic."""
+        delivery = Delivery.of(raw)
+        try:
+            record = self.codec.decode(raw.value)
             if not topic.accepts(record):
                 raise DecodeError(f"{type(record).__name__} is not a record of {topic.name}")
         except DecodeError as exc:
-            await self.dead_letter(delivery, event.value, exc)
+            await self.dead_letter(delivery, raw.value, exc)
             return None
         metrics.RECORDS_IN.labels(self.name, topic.name, type(record).__name__).inc()
         return record, delivery
 
     async def _handle(self, event: Any, topic: TopicSpec, handler: Handler) -> None:
-        if not await self._in_order(event, topic):
-            return
-        decoded = await self._decode(event, topic)
-        if decoded is None:
-            return
-        record, delivery = decoded
-        try:
-            await handler(record, delivery)
-        except Exception as exc:  # a bug: see the module docstring
-            self.on_handler_error(exc, delivery)
-            raise
+        for raw in await self._in_order(Raw.of_event(event), topic):
+            decoded = await self._decode(raw, topic)
+            if decoded is None:
+                continue
+            record, delivery = decoded
+            try:
+                await handler(record, delivery)
+            except Exception as exc:  # a bug: see the module docstring
+                self.on_handler_error(exc, delivery)
+                raise
 
     # -- health ---------------------------------------------------------------
 

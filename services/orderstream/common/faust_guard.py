@@ -1,19 +1,19 @@
-"""Keep Faust from losing records it skips during a rebalance.
+"""Keep Faust from committing records it skips during a rebalance.
 
 During a rebalance (and for records fetched in an older consumer generation)
 Faust's stream skips a record without handing it to the agent and acknowledges
 it anyway (faust/streams.py: ``it.after(event, do_ack or value is
-skipped_value, ...)``). An acknowledged offset gets committed, and when the
-partition stays with the same worker nothing seeks back, so the record is never
-delivered: an order vanishes. The lifecycle kill test caught exactly that on a
-worker starved of CPU long enough to be rebalanced.
+skipped_value, ...)``). An acknowledged offset gets committed, so the record
+would never be delivered again: an order vanishes. The lifecycle kill test
+caught exactly that on a worker starved of CPU long enough to be rebalanced.
 
 The guard: a record acknowledged while the flow is stopped, or from an older
 generation, is marked done (Faust's rebalance and shutdown waits are not held
-up) but remembered as skipped; commits of its partition stop short of it; and
-once the flow is back (`resume_skipped`, run on a timer) the consumer seeks back
-to it, so it is processed. Records after it come again too, which every
-service absorbs (common/state.py and the matcher remember what they applied).
+up) but remembered as skipped, and commits of its partition stop short of it.
+Once the rebalance is over, Faust seeks to the committed offsets, so the record
+comes again; the template's sequencer (common/gaps.py) makes sure it is handled
+before anything after it. The first acknowledgement at or past it, outside a
+rebalance, lifts the hold.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ _original_ack = Consumer.ack
 _original_new_offset = Consumer._new_offset
 
 
-def skipped(consumer: Any) -> dict[Any, list[int]]:
-    """Per partition: [lowest skipped offset, whether the consumer has seeked back to it]."""
-    table: dict[Any, list[int]] | None = getattr(consumer, "_orderstream_skipped", None)
+def skipped(consumer: Any) -> dict[Any, int]:
+    """Per partition: the lowest offset skipped and not handled since."""
+    table: dict[Any, int] | None = getattr(consumer, "_orderstream_skipped", None)
     if table is None:
         table = consumer._orderstream_skipped = {}
     return table
@@ -50,38 +50,24 @@ def _guarded_ack(self: Any, message: Any) -> bool:
             if not message.acked:
                 message.acked = True
                 self._unacked_messages.discard(message)
-                if tp not in held or offset < held[tp][0]:
-                    held[tp] = [offset, 0]
+                if tp not in held or offset < held[tp]:
+                    held[tp] = offset
+                    log.info("held back the commit of a record skipped in a rebalance",
+                             extra={"topic": tp.topic, "partition": tp.partition, "offset": offset})
                 return False
     acked = bool(_original_ack(self, message))
-    if tp in held and held[tp][1] and offset == held[tp][0]:
-        del held[tp]  # processed at last: commits may move past it
+    if tp in held and offset >= held[tp]:
+        del held[tp]  # handled in order at or past it (common/gaps.py): commits may move on
     return acked
 
 
 def _guarded_new_offset(self: Any, tp: Any) -> int | None:
     new: int | None = _original_new_offset(self, tp)
     hold = skipped(self).get(tp)
-    if hold is None or new is None or new <= hold[0]:
+    if hold is None or new is None or new <= hold:
         return new
     committed = self._committed_offset.get(tp)
-    return hold[0] if committed is None or hold[0] > committed else None
-
-
-async def resume_skipped(app: Any) -> None:
-    """Seek back to skipped records once the flow is active again."""
-    if not app.flow_control.is_active() or app.rebalancing:
-        return
-    consumer = app.consumer
-    assigned = consumer.assignment()
-    for tp, hold in list(skipped(consumer).items()):
-        if tp not in assigned:
-            del skipped(consumer)[tp]  # moved away: commits stopped short of it, its new owner reads it
-        elif not hold[1]:
-            log.warning("re-reading records skipped during a rebalance",
-                        extra={"topic": tp.topic, "partition": tp.partition, "offset": hold[0]})
-            hold[1] = 1
-            await consumer.seek(tp, hold[0])
+    return hold if committed is None or hold > committed else None
 
 
 def install() -> None:
