@@ -225,6 +225,36 @@ async def test_a_placed_order_is_an_avro_record_on_order_commands_once(gateway: 
     assert dict(msg.headers)["x-request-id"].decode() == headers["X-Request-Id"]
 
 
+async def test_admin_deposits_and_withdrawals_are_collateral_commands(gateway: dict[str, Any]) -> None:
+    admin: Client = gateway["admin"]
+    async with aiohttp.ClientSession() as http:
+        s1, _, dep = await admin.call(
+            http, "POST", "/api/v1/admin/deposits", {"account_id": "A", "asset": "USD", "amount": "250.5"}
+        )
+        s2, _, wd = await admin.call(
+            http,
+            "POST",
+            "/api/v1/admin/withdrawals",
+            {"account_id": "A", "asset": "USD", "amount": "100", "destination": "bank:1"},
+        )
+        s3, _, bad = await admin.call(
+            http, "POST", "/api/v1/admin/withdrawals", {"account_id": "A", "asset": "USD", "amount": "1"}
+        )
+    assert (s1, s2) == (200, 200)
+    assert (s3, bad["error"]["code"], bad["error"]["details"]["field"]) == (400, 40001, "destination")
+    msgs = await read(gateway["bootstrap"], gateway["prefix"] + "collateral.commands", 10**6, timeout=5)
+    by_id = {c.command_id: (m.key, c) for m in msgs for c in [CODEC.decode(m.value)]}
+    key, deposit = by_id[dep["command_id"]]
+    assert (key, type(deposit), deposit.amount) == (b"A", r.Deposit, Decimal("250.5"))
+    key, withdraw = by_id[wd["command_id"]]
+    assert (key, type(withdraw), withdraw.amount, withdraw.destination) == (
+        b"A",
+        r.Withdraw,
+        Decimal("100"),
+        "bank:1",
+    )
+
+
 async def test_the_rate_limit_answers_429_and_recovers(gateway: dict[str, Any]) -> None:
     b: Client = gateway["B"]
     async with aiohttp.ClientSession() as http:
@@ -303,6 +333,7 @@ async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
         ("GET", "/api/v1/balances"),
         ("POST", "/api/v1/admin/accounts"),
         ("POST", "/api/v1/admin/deposits"),
+        ("POST", "/api/v1/admin/withdrawals"),
     }
     documented = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
     assert documented == served

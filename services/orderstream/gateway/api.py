@@ -103,6 +103,17 @@ class PostDeposit(BaseModel):
     source: str = Field("admin", max_length=64)
 
 
+class PostWithdrawal(BaseModel):
+    """POST /api/v1/admin/withdrawals: a collateral command; only the free balance can go."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: ClientId
+    asset: str = Field(min_length=1, max_length=16)
+    amount: Exact
+    destination: str = Field(min_length=1, max_length=64)
+
+
 def check_increments(instrument: r.Instrument, quantity: Decimal | None, **prices: Decimal | None) -> None:
     """A quantity off the lot size (40012) or a price off the tick size (40011) is refused."""
     if quantity is not None and quantity % instrument.lot_size:
@@ -243,6 +254,14 @@ def openapi() -> dict[str, Any]:
                     "operationId": "admin.deposit",
                     "parameters": signed,
                     "requestBody": body(PostDeposit),
+                    "responses": {"200": ok, "400": error, "403": error},
+                }
+            },
+            "/api/v1/admin/withdrawals": {
+                "post": {
+                    "operationId": "admin.withdraw",
+                    "parameters": signed,
+                    "requestBody": body(PostWithdrawal),
                     "responses": {"200": ok, "400": error, "403": error},
                 }
             },

@@ -396,19 +396,19 @@ class Gateway:
         who.require("admin")
         d = parse(api.PostDeposit, params)
         command_id = f"gw-{uuid.uuid4().hex}"
-        await self.send(
-            "collateral.commands",
-            d.account_id,
-            r.Deposit(
-                command_id=command_id,
-                ts_event=time.time_ns(),
-                account_id=d.account_id,
-                asset=d.asset,
-                amount=d.amount,
-                source=d.source,
-            ),
-            request_id,
-        )
+        await self.send("collateral.commands", d.account_id, r.Deposit(
+            command_id=command_id, ts_event=time.time_ns(), account_id=d.account_id, asset=d.asset,
+            amount=d.amount, source=d.source), request_id)
+        return {"command_id": command_id}
+
+    async def withdraw(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """Accepted here means sent: collateral answers Withdrawn or WithdrawalRejected on the user stream."""
+        who.require("admin")
+        w = parse(api.PostWithdrawal, params)
+        command_id = f"gw-{uuid.uuid4().hex}"
+        await self.send("collateral.commands", w.account_id, r.Withdraw(
+            command_id=command_id, ts_event=time.time_ns(), account_id=w.account_id, asset=w.asset,
+            amount=w.amount, destination=w.destination), request_id)
         return {"command_id": command_id}
 
 
@@ -642,6 +642,7 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
         "/api/v1/admin/accounts", rest(Gateway.create_account, body=True, with_request_id=False)
     )
     app.router.add_post("/api/v1/admin/deposits", rest(Gateway.deposit, body=True))
+    app.router.add_post("/api/v1/admin/withdrawals", rest(Gateway.withdraw, body=True))
     for path, op in (
         ("/api/v1/orders", Gateway.open_orders),
         ("/api/v1/history", Gateway.history),
