@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from openapi_spec_validator import validate
 
 from orderstream.common import records as r
 from orderstream.common.topics import create_topics
@@ -255,6 +256,59 @@ async def test_admin_deposits_and_withdrawals_are_collateral_commands(gateway: d
     )
 
 
+async def test_iceberg_and_basket_orders_become_their_commands(gateway: dict[str, Any]) -> None:
+    a: Client = gateway["A"]
+    async with aiohttp.ClientSession() as http:
+        s1, _, ice = await a.call(
+            http,
+            "POST",
+            "/api/v1/orders",
+            order("ice1", quantity="0.05", display_quantity="0.01", self_trade_prevention="CANCEL_BOTH"),
+        )
+        basket = {
+            "client_order_id": "bk1",
+            "quantity": "2",
+            "legs": [
+                {"symbol": "BTC-USD", "side": "BUY", "weight": "0.01", "price": "30000"},
+                {"symbol": "BTC-USD", "side": "SELL", "weight": "0.02"},
+            ],
+        }
+        s2, _, twice = await a.call(http, "POST", "/api/v1/baskets", basket)
+        assert (s2, twice["error"]["details"]["field"]) == (400, "legs")  # each symbol once
+        basket["legs"][1]["symbol"] = "ETH-USD"
+        s3, _, unknown = await a.call(http, "POST", "/api/v1/baskets", basket)
+        assert (s3, unknown["error"]["code"], unknown["error"]["details"]["field"]) == (
+            400,
+            40010,
+            "legs.1.symbol",
+        )
+        basket["legs"].pop()
+        s4, _, bk = await a.call(http, "POST", "/api/v1/baskets", basket)
+        assert (s1, s4) == (200, 200)
+        child = bk["order_id"] + "/0"
+        s5, _, whole = await a.call(http, "DELETE", f"/api/v1/orders/{bk['order_id']}")
+        assert (s5, whole["error"]["code"]) == (409, 40904)
+        s6, _, _ = await a.call(http, "DELETE", f"/api/v1/orders/{child}")
+        s7, _, _ = await gateway["B"].call(http, "DELETE", f"/api/v1/orders/{child}")
+        assert (s6, s7) == (200, 404)
+    msgs = await read(gateway["bootstrap"], gateway["prefix"] + "order.commands", 10**6, timeout=5)
+    cmds = [CODEC.decode(m.value) for m in msgs]
+    (iceberg,) = [c for c in cmds if isinstance(c, r.SubmitOrder) and c.client_order_id == "ice1"]
+    assert (iceberg.order_id, iceberg.display_quantity, iceberg.self_trade_prevention) == (
+        ice["order_id"],
+        Decimal("0.01"),
+        r.SelfTradePrevention.CANCEL_BOTH,
+    )
+    (sb,) = [c for c in cmds if isinstance(c, r.SubmitBasket)]
+    assert (sb.order_id, sb.quantity, [(x.symbol, x.side, x.weight) for x in sb.legs]) == (
+        bk["order_id"],
+        Decimal(2),
+        [("BTC-USD", r.Side.BUY, Decimal("0.01"))],
+    )
+    (cancel,) = [c for c in cmds if isinstance(c, r.CancelOrder) and c.order_id == child]
+    assert (cancel.symbol, cancel.client_order_id) == ("BTC-USD", "bk1/0")
+
+
 async def test_the_rate_limit_answers_429_and_recovers(gateway: dict[str, Any]) -> None:
     b: Client = gateway["B"]
     async with aiohttp.ClientSession() as http:
@@ -315,6 +369,29 @@ async def test_no_key_sees_another_accounts_orders_or_reports(gateway: dict[str,
             )
             pushed = await wa.receive_json(timeout=15)
             assert pushed["type"] == "execution_report" and pushed["data"]["order_id"] == oid
+            balance = r.Deposited(
+                event_id=f"dep-{oid}",
+                ts_event=time.time_ns(),
+                account_id="A",
+                asset="USD",
+                command_id=f"c-{oid}",
+                amount=Decimal(7),
+                lot_id=f"lot-{oid}",
+                source="bank",
+                free=Decimal(7),
+                held=Decimal(0),
+            )
+            await produce(
+                gateway["bootstrap"],
+                gateway["prefix"] + "collateral.events",
+                [(b"A", CODEC.encode(balance), {})],
+            )
+            pushed = await wa.receive_json(timeout=15)
+            assert (pushed["type"], pushed["data"]["asset"], pushed["data"]["free"]) == (
+                "deposited",
+                "USD",
+                "7.000000000000000000",
+            )
             with pytest.raises(asyncio.TimeoutError):
                 await wb.receive_json(timeout=2)
 
@@ -322,10 +399,12 @@ async def test_no_key_sees_another_accounts_orders_or_reports(gateway: dict[str,
 async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
     async with aiohttp.ClientSession() as http, http.get(gateway["base"] + "/api/v1/openapi.json") as resp:
         doc = await resp.json()
-    assert doc["openapi"].startswith("3.") and "/api/v1/orders" in doc["paths"]
+    validate(doc)  # a valid OpenAPI 3.0 document (openapi-spec-validator)
+    assert "/api/v1/orders" in doc["paths"]
     served = {
         ("GET", "/api/v1/orders"),
         ("POST", "/api/v1/orders"),
+        ("POST", "/api/v1/baskets"),
         ("GET", "/api/v1/orders/{order_id}"),
         ("PATCH", "/api/v1/orders/{order_id}"),
         ("DELETE", "/api/v1/orders/{order_id}"),

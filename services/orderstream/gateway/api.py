@@ -5,7 +5,15 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 from orderstream.common import records as r
 from orderstream.gateway.errors import ApiError
@@ -17,7 +25,18 @@ def _exact(value: Any) -> Any:
     return value
 
 
-Exact = Annotated[Decimal, BeforeValidator(_exact), Field(gt=0, max_digits=38, decimal_places=18)]
+Exact = Annotated[
+    Decimal,
+    BeforeValidator(_exact),
+    Field(gt=0, max_digits=38, decimal_places=18),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^[0-9]{1,20}(\.[0-9]{1,18})?$",
+            "description": "An exact decimal > 0 as a string, at most 18 decimal places.",
+        }
+    ),
+]
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
 
 
@@ -35,8 +54,41 @@ class PlaceOrder(BaseModel):
     price: Exact | None = None
     stop_price: Exact | None = None
     quote_budget: Exact | None = None
+    display_quantity: Exact | None = None
+    trailing_offset: Exact | None = None
+    trailing_offset_type: r.TrailingOffsetType | None = None
+    self_trade_prevention: r.SelfTradePrevention = r.SelfTradePrevention.CANCEL_NEWEST
     post_only: bool = False
     expire_at: int | None = None
+
+
+class PlaceBasketLeg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32)
+    side: r.Side
+    weight: Exact
+    price: Exact | None = None
+    quote_budget: Exact | None = None
+
+
+class PlaceBasket(BaseModel):
+    """order.basket / POST /api/v1/baskets: one parent order split into a child order per leg."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: ClientId
+    quantity: Exact
+    time_in_force: Literal[r.TimeInForce.GTC, r.TimeInForce.IOC] = r.TimeInForce.GTC
+    legs: list[PlaceBasketLeg] = Field(min_length=1, max_length=20)
+
+    @field_validator("legs")
+    @classmethod
+    def _each_symbol_once(cls, legs: list[PlaceBasketLeg]) -> list[PlaceBasketLeg]:
+        symbols = [leg.symbol for leg in legs]
+        if len(set(symbols)) != len(symbols):
+            raise ValueError("each symbol may appear in one leg only")
+        return legs
 
 
 class CancelOrder(BaseModel):
@@ -136,15 +188,50 @@ def check_instrument(o: PlaceOrder, instrument: r.Instrument | None) -> None:
     if instrument is None or not instrument.enabled:
         raise ApiError(40010, f"unknown symbol {o.symbol}", {"field": "symbol"})
     check_increments(instrument, o.quantity, price=o.price, stop_price=o.stop_price)
+    if o.display_quantity is not None and (
+        o.display_quantity % instrument.lot_size or o.display_quantity > o.quantity
+    ):
+        raise ApiError(
+            40012,
+            "display_quantity must be a multiple of the lot size, at most the quantity",
+            {"field": "display_quantity", "lot_size": str(instrument.lot_size)},
+        )
     if o.quantity < instrument.min_quantity:
         raise ApiError(40013, f"quantity below the minimum {instrument.min_quantity}", {"field": "quantity"})
+
+
+def check_basket(b: PlaceBasket, instruments: Any) -> None:
+    """Every leg names a known symbol, and its child order (quantity x weight) keeps the lot and tick."""
+    for i, leg in enumerate(b.legs):
+        instrument = instruments.get(leg.symbol)
+        field = f"legs.{i}"
+        if instrument is None or not instrument.enabled:
+            raise ApiError(40010, f"unknown symbol {leg.symbol}", {"field": f"{field}.symbol"})
+        child = b.quantity * leg.weight
+        if child % instrument.lot_size or child < instrument.min_quantity:
+            raise ApiError(
+                40012,
+                f"leg {i}: quantity x weight = {child} is off the lot size "
+                f"{instrument.lot_size} or below the minimum {instrument.min_quantity}",
+                {"field": f"{field}.weight", "lot_size": str(instrument.lot_size)},
+            )
+        if leg.price is not None and leg.price % instrument.tick_size:
+            raise ApiError(
+                40011,
+                f"leg {i}: price must be a multiple of the tick size {instrument.tick_size}",
+                {"field": f"{field}.price", "tick_size": str(instrument.tick_size)},
+            )
 
 
 def openapi() -> dict[str, Any]:
     """The OpenAPI document the gateway serves at /api/v1/openapi.json."""
 
+    components: dict[str, Any] = {}
+
     def body(model: type[BaseModel]) -> dict[str, Any]:
-        return {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(schema.pop("$defs", {}))
+        return {"required": True, "content": {"application/json": {"schema": schema}}}
 
     signed = [
         {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
@@ -172,8 +259,8 @@ def openapi() -> dict[str, Any]:
         },
     }
     ok = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
-    return {
-        "openapi": "3.0.3",
+    document = {
+        "openapi": "3.1.0",
         "info": {"title": "Orderstream gateway", "version": "1"},
         "paths": {
             "/api/v1/orders": {
@@ -241,6 +328,14 @@ def openapi() -> dict[str, Any]:
                     "responses": {"200": ok, "401": error},
                 }
             },
+            "/api/v1/baskets": {
+                "post": {
+                    "operationId": "order.basket",
+                    "parameters": signed,
+                    "requestBody": body(PlaceBasket),
+                    "responses": {"200": ok, "400": error, "401": error, "429": error},
+                }
+            },
             "/api/v1/admin/accounts": {
                 "post": {
                     "operationId": "admin.account",
@@ -267,3 +362,5 @@ def openapi() -> dict[str, Any]:
             },
         },
     }
+    document["components"] = {"schemas": components}
+    return document

@@ -127,9 +127,9 @@ class Gateway:
             await self.producer.stop()
 
     async def _reports(self) -> None:
-        """Every execution report, to its owner's user streams."""
+        """Execution reports, balance changes and basket outcomes, to their owner's user streams."""
         consumer = AIOKafkaConsumer(
-            self.settings.topic("execution.reports"),
+            *(self.settings.topic(t) for t in USER_TOPICS),
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
             group_id=None,
             auto_offset_reset="latest",
@@ -139,13 +139,13 @@ class Gateway:
         try:
             async for msg in consumer:
                 try:
-                    rep = self.codec.decode(msg.value)
+                    event = self.codec.decode(msg.value)
                 except DecodeError:
-                    continue  # the collector dead-letters it; here there is nothing to push
-                if not isinstance(rep, r.ExecutionReport):
-                    continue
-                frame = {"stream": "user", "type": "execution_report", "data": rep.model_dump(mode="json")}
-                for conn in list(self.connections.get(rep.account_id, ())):
+                    continue  # its consumers dead-letter it; here there is nothing to push
+                account_id = getattr(event, "account_id", None)
+                kind = USER_EVENT_TYPES.get(type(event).__name__) or _snake(type(event).__name__)
+                frame = {"stream": "user", "type": kind, "data": event.model_dump(mode="json")}
+                for conn in list(self.connections.get(account_id or "", ())):
                     if conn.user_stream and not conn.push(frame):
                         await self._drop_slow(conn)
         finally:
@@ -268,6 +268,22 @@ class Gateway:
 
     async def place(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         who.require("trade")
+        self.take_order_token(who)
+        o = parse(api.PlaceOrder, params)
+        await self.instruments_ready()
+        api.check_instrument(o, self.instruments.get(o.symbol))
+        return await self.submit(who, o.symbol, request_id, r.SubmitOrder, o.model_dump())
+
+    async def place_basket(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        who.require("trade")
+        self.take_order_token(who)
+        b = parse(api.PlaceBasket, params)
+        await self.instruments_ready()
+        api.check_basket(b, self.instruments)
+        legs = [leg.symbol for leg in b.legs]
+        return await self.submit(who, BASKET, request_id, r.SubmitBasket, b.model_dump(), legs=legs)
+
+    def take_order_token(self, who: Principal) -> None:
         retry = self.buckets.take(who.key_id)
         if retry:
             raise ApiError(
@@ -277,57 +293,81 @@ class Gateway:
                 status=429,
                 headers={"Retry-After": str(max(1, round(retry)))},
             )
-        o = parse(api.PlaceOrder, params)
+
+    async def instruments_ready(self) -> None:
         if not self.instruments.ready.is_set():
             await asyncio.wait_for(self.instruments.wait(), 10)
-        api.check_instrument(o, self.instruments.get(o.symbol))
-        order_id = f"{o.symbol}-{uuid.uuid4().hex[:16]}"
+
+    async def submit(
+        self,
+        who: Principal,
+        symbol: str,
+        request_id: str,
+        kind: type[r.SubmitOrder | r.SubmitBasket],
+        fields: dict[str, Any],
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """Send the command once per (account, client_order_id); a repeat gets the original order id."""
+        client_order_id = fields["client_order_id"]
+        order_id = f"{symbol}-{uuid.uuid4().hex[:16]}"
         doc = {
-            "_id": f"{who.account_id}|{o.client_order_id}",
+            "_id": f"{who.account_id}|{client_order_id}",
             "order_id": order_id,
             "account_id": who.account_id,
-            "client_order_id": o.client_order_id,
-            "symbol": o.symbol,
+            "client_order_id": client_order_id,
+            "symbol": symbol,
             "ts": time.time(),
+            **extra,
         }
         try:
             await self.orders.insert_one(doc)
         except DuplicateKeyError:
             original = await self.orders.find_one({"_id": doc["_id"]})
             assert original is not None
-            return {"order_id": original["order_id"], "client_order_id": o.client_order_id, "duplicate": True}
-        cmd = r.SubmitOrder(
+            return {"order_id": original["order_id"], "client_order_id": client_order_id, "duplicate": True}
+        command = kind(
             command_id=f"gw-{uuid.uuid4().hex}",
             ts_event=time.time_ns(),
             account_id=who.account_id,
             order_id=order_id,
-            client_order_id=o.client_order_id,
-            symbol=o.symbol,
-            side=o.side,
-            order_type=o.order_type,
-            time_in_force=o.time_in_force,
-            quantity=o.quantity,
-            price=o.price,
-            stop_price=o.stop_price,
-            quote_budget=o.quote_budget,
-            post_only=o.post_only,
-            expire_at=o.expire_at,
+            **fields,
         )
-        await self.send("order.commands", who.account_id, cmd, request_id)
-        return {"order_id": order_id, "client_order_id": o.client_order_id, "duplicate": False}
+        await self.send("order.commands", who.account_id, command, request_id)
+        return {"order_id": order_id, "client_order_id": client_order_id, "duplicate": False}
 
-    async def order_doc(self, who: Principal, order_id: str) -> dict[str, Any]:
+    async def order_doc(self, who: Principal, order_id: str, *, to_change: bool = False) -> dict[str, Any]:
+        """The caller's order; a basket's child `<basket id>/<leg>` is found through its basket."""
+        parent_id, _, leg = order_id.partition("/")
         doc: dict[str, Any] | None = await self.orders.find_one(
-            {"order_id": order_id, "account_id": who.account_id}
+            {"order_id": parent_id, "account_id": who.account_id}
         )
+        if doc is not None and leg:
+            legs = doc.get("legs") or []
+            doc = (
+                None
+                if not leg.isdigit() or int(leg) >= len(legs)
+                else {
+                    **doc,
+                    "order_id": order_id,
+                    "client_order_id": f"{doc['client_order_id']}/{leg}",
+                    "symbol": legs[int(leg)],
+                }
+            )
         if doc is None:  # another account's order looks exactly like a missing one
             raise ApiError(40401, f"no order {order_id}", {"field": "order_id"}, status=404)
+        if to_change and doc["symbol"] == BASKET:
+            raise ApiError(
+                40904,
+                "a basket is canceled or replaced leg by leg: use its child order ids <basket id>/<leg>",
+                {"field": "order_id"},
+                status=409,
+            )
         return doc
 
     async def cancel(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         who.require("trade")
         c = parse(api.CancelOrder, params)
-        doc = await self.order_doc(who, c.order_id)
+        doc = await self.order_doc(who, c.order_id, to_change=True)
         await self.send(
             "order.commands",
             who.account_id,
@@ -346,7 +386,7 @@ class Gateway:
     async def replace(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         who.require("trade")
         c = parse(api.ReplaceOrder, params)
-        doc = await self.order_doc(who, c.order_id)
+        doc = await self.order_doc(who, c.order_id, to_change=True)
         instrument = self.instruments.get(doc["symbol"])
         if instrument is not None:
             api.check_increments(instrument, c.quantity, price=c.price)
@@ -395,20 +435,37 @@ class Gateway:
     async def deposit(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         who.require("admin")
         d = parse(api.PostDeposit, params)
-        command_id = f"gw-{uuid.uuid4().hex}"
-        await self.send("collateral.commands", d.account_id, r.Deposit(
-            command_id=command_id, ts_event=time.time_ns(), account_id=d.account_id, asset=d.asset,
-            amount=d.amount, source=d.source), request_id)
-        return {"command_id": command_id}
+        return await self.collateral_command(
+            request_id,
+            d.account_id,
+            lambda command_id: r.Deposit(
+                command_id=command_id,
+                ts_event=time.time_ns(),
+                source=d.source,
+                **d.model_dump(include={"account_id", "asset", "amount"}),
+            ),
+        )
 
     async def withdraw(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         """Accepted here means sent: collateral answers Withdrawn or WithdrawalRejected on the user stream."""
         who.require("admin")
         w = parse(api.PostWithdrawal, params)
+        return await self.collateral_command(
+            request_id,
+            w.account_id,
+            lambda command_id: r.Withdraw(
+                command_id=command_id,
+                ts_event=time.time_ns(),
+                destination=w.destination,
+                **w.model_dump(include={"account_id", "asset", "amount"}),
+            ),
+        )
+
+    async def collateral_command(
+        self, request_id: str, account_id: str, command: Callable[[str], r.Deposit | r.Withdraw]
+    ) -> dict[str, Any]:
         command_id = f"gw-{uuid.uuid4().hex}"
-        await self.send("collateral.commands", w.account_id, r.Withdraw(
-            command_id=command_id, ts_event=time.time_ns(), account_id=w.account_id, asset=w.asset,
-            amount=w.amount, destination=w.destination), request_id)
+        await self.send("collateral.commands", account_id, command(command_id), request_id)
         return {"command_id": command_id}
 
 
@@ -583,8 +640,20 @@ def _read(
     return call
 
 
+USER_TOPICS = ("execution.reports", "collateral.events", "basket.events")
+USER_EVENT_TYPES = {"ExecutionReport": "execution_report"}  # the rest: the record name in snake case
+
+
+def _snake(name: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
+
+
+ORDER_PATH = "/api/v1/orders/{order_id:[^/]+(?:/[0-9]+)?}"  # a basket's child id is <basket id>/<leg>
+BASKET = "BASKET"  # the symbol of a basket's own order document (its legs carry the real ones)
+
 WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.place": Gateway.place,
+    "order.basket": Gateway.place_basket,
     "order.cancel": Gateway.cancel,
     "order.replace": Gateway.replace,
     "order.get": _read(Gateway.get),
@@ -630,14 +699,13 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/orders", rest(Gateway.place, body=True))
+    app.router.add_post("/api/v1/baskets", rest(Gateway.place_basket, body=True))
     app.router.add_get(
-        "/api/v1/orders/{order_id}",
+        ORDER_PATH,
         rest(Gateway.get, body=False, path_param="order_id", with_request_id=False),
     )
-    app.router.add_delete(
-        "/api/v1/orders/{order_id}", rest(Gateway.cancel, body=False, path_param="order_id")
-    )
-    app.router.add_patch("/api/v1/orders/{order_id}", rest(Gateway.replace, body=True, path_param="order_id"))
+    app.router.add_delete(ORDER_PATH, rest(Gateway.cancel, body=False, path_param="order_id"))
+    app.router.add_patch(ORDER_PATH, rest(Gateway.replace, body=True, path_param="order_id"))
     app.router.add_post(
         "/api/v1/admin/accounts", rest(Gateway.create_account, body=True, with_request_id=False)
     )
