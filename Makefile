@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 .PHONY: bench help install test test-unit test-integration lint schemas-lock infra-install infra-start \
-        infra-stop infra-status infra-clean up down status clean
+        infra-stop infra-status infra-clean up down status demo clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
@@ -60,15 +60,17 @@ infra-status: ## Show whether the local servers run
 infra-clean: ## Stop the local servers and delete their data and logs
 	$(INFRA) clean
 
-up: $(STAMP) ## Run the system: local Kafka + FerretDB, topics, and all six services (Ctrl-C stops the services)
-	@if [ -n "$$KAFKA_BOOTSTRAP_SERVERS" ]; then echo "using Kafka at $$KAFKA_BOOTSTRAP_SERVERS"; else $(INFRA) start; fi
-	$(BIN)/orderstream topics-create --bootstrap "$${KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:19092}"
-	$(BIN)/honcho -f deploy/local/Procfile start
+up: $(STAMP) ## Run the system: Kafka + MongoDB-wire server, topics, instruments, all six services, demo keys
+	$(BIN)/orderstream up
 
-down: ## Stop the local servers started by `make up`
-	$(INFRA) stop
+down: ## Stop everything `make up` started
+	@if [ -x $(BIN)/orderstream ]; then $(BIN)/orderstream down; else $(INFRA) stop; fi
 
-status: infra-status ## Show what runs
+status: $(STAMP) ## Show what runs: supervisor, each service's /healthz, the local servers
+	$(BIN)/orderstream status
+
+demo: $(STAMP) ## Live traffic through the gateway (after `make up`), then end-state checks
+	$(BIN)/orderstream demo $(DEMO_ARGS)
 
 clean: ## Remove the virtualenv and caches (keeps .cache/ installs: see infra-clean)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -18,7 +18,7 @@ from openapi_spec_validator import validate
 
 from orderstream.common import records as r
 from orderstream.common.topics import create_topics
-from orderstream.gateway.auth import sign
+from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC, instrument
 from tests.kafka_tools import Worker, free_port, produce, read, unique_prefix
@@ -26,47 +26,6 @@ from tests.kafka_tools import Worker, free_port, produce, read, unique_prefix
 pytestmark = pytest.mark.integration
 
 ADMIN = ("kadmin", "admin-secret-for-tests")
-
-
-class Client:
-    """Signs REST requests and WebSocket logins like a client library would."""
-
-    def __init__(self, base: str, key: str, secret: str) -> None:
-        self.base, self.key, self.secret = base, key, secret
-
-    def headers(self, method: str, path: str, body: bytes, ts: int | None = None) -> dict[str, str]:
-        stamp = str(ts if ts is not None else int(time.time() * 1000))
-        return {
-            "X-OS-KEY": self.key,
-            "X-OS-TIMESTAMP": stamp,
-            "X-OS-SIGNATURE": sign(self.secret, stamp, method, path, body),
-            "Content-Type": "application/json",
-        }
-
-    async def call(
-        self, http: aiohttp.ClientSession, method: str, path: str, body: Any = None, raw: bytes | None = None
-    ) -> tuple[int, dict[str, Any], Any]:
-        data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        async with http.request(
-            method, self.base + path, data=data, headers=self.headers(method, path, data)
-        ) as resp:
-            return resp.status, resp.headers.copy(), await resp.json()  # type: ignore[return-value]
-
-    async def login(self, ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
-        stamp = str(int(time.time() * 1000))
-        await ws.send_json(
-            {
-                "id": "login",
-                "method": "auth.login",
-                "params": {
-                    "key": self.key,
-                    "timestamp": stamp,
-                    "signature": sign(self.secret, stamp, "GET", "/ws", b""),
-                },
-            }
-        )
-        answer: dict[str, Any] = await ws.receive_json(timeout=10)
-        return answer
 
 
 @pytest.fixture(scope="module")

@@ -30,37 +30,83 @@ class TopicSpec:
 
 
 DAY_MS = 24 * 3600 * 1000
-ORDER_EVENT_RECORDS = (r.OrderAccepted, r.OrderRejected, r.OrderFilled, r.OrderCanceled,
-                       r.OrderExpired, r.OrderTriggered, r.OrderReplaced)
+ORDER_EVENT_RECORDS = (
+    r.OrderAccepted,
+    r.OrderRejected,
+    r.OrderFilled,
+    r.OrderCanceled,
+    r.OrderExpired,
+    r.OrderTriggered,
+    r.OrderReplaced,
+)
 ORDER_COMMAND_RECORDS = (r.SubmitOrder, r.CancelOrder, r.ReplaceOrder)
 CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket)
-COLLATERAL_EVENT_RECORDS = (r.Deposited, r.Withdrawn, r.WithdrawalRejected, r.CollateralHeld,
-                            r.CollateralReleased, r.FillSettled)
+COLLATERAL_EVENT_RECORDS = (
+    r.Deposited,
+    r.Withdrawn,
+    r.WithdrawalRejected,
+    r.CollateralHeld,
+    r.CollateralReleased,
+    r.FillSettled,
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec("order.commands", KeyKind.ACCOUNT, CLIENT_COMMAND_RECORDS, ("gateway",), ("collateral",)),
     TopicSpec("order.funded", KeyKind.ACCOUNT, CLIENT_COMMAND_RECORDS, ("collateral",), ("router",)),
-    TopicSpec("match.commands", KeyKind.SYMBOL, (*ORDER_COMMAND_RECORDS, r.ExpireOrders),
-              ("router", "matcher"), ("matcher",)),
-    TopicSpec("order.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS,
-              ("collateral", "router", "matcher"), ("execution",), retention_ms=30 * DAY_MS),
-    TopicSpec("execution.reports", KeyKind.ACCOUNT, (r.ExecutionReport,), ("execution",),
-              ("gateway", "collector", "collateral", "router")),
+    TopicSpec(
+        "match.commands",
+        KeyKind.SYMBOL,
+        (*ORDER_COMMAND_RECORDS, r.ExpireOrders),
+        ("router", "matcher"),
+        ("matcher",),
+    ),
+    TopicSpec(
+        "order.events",
+        KeyKind.ACCOUNT,
+        ORDER_EVENT_RECORDS,
+        ("collateral", "router", "matcher"),
+        ("execution",),
+        retention_ms=30 * DAY_MS,
+    ),
+    TopicSpec(
+        "execution.reports",
+        KeyKind.ACCOUNT,
+        (r.ExecutionReport,),
+        ("execution",),
+        ("gateway", "collector", "collateral", "router"),
+    ),
     TopicSpec("execution.positions", KeyKind.ACCOUNT, (r.PositionUpdated,), ("execution",), ("gateway",)),
     TopicSpec("basket.events", KeyKind.ACCOUNT, (r.BasketFilled,), ("router",), ("gateway",)),
     TopicSpec("venue.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS, ("router",), ("router",)),
     TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router",), compacted=True),
     TopicSpec("collateral.commands", KeyKind.ACCOUNT, (r.Deposit, r.Withdraw), ("gateway",), ("collateral",)),
-    TopicSpec("collateral.events", KeyKind.ACCOUNT, COLLATERAL_EVENT_RECORDS, ("collateral",),
-              ("gateway", "collector")),
+    TopicSpec(
+        "collateral.events",
+        KeyKind.ACCOUNT,
+        COLLATERAL_EVENT_RECORDS,
+        ("collateral",),
+        ("gateway", "collector"),
+    ),
     TopicSpec("md.trades", KeyKind.SYMBOL, (r.Trade,), ("matcher",), ("gateway", "execution")),
     TopicSpec("md.book", KeyKind.SYMBOL, (r.BookUpdate,), ("matcher",), ("gateway",)),
-    TopicSpec("md.ticker", KeyKind.SYMBOL, (r.Ticker,), ("execution",), ("gateway", "router", "execution"),
-              compacted=True),
+    TopicSpec(
+        "md.ticker",
+        KeyKind.SYMBOL,
+        (r.Ticker,),
+        ("execution",),
+        ("gateway", "router", "execution"),
+        compacted=True,
+    ),
     TopicSpec("md.candles", KeyKind.SYMBOL, (r.Candle,), ("execution",), ("gateway",)),
     TopicSpec("md.depth", KeyKind.SYMBOL, (r.DepthSnapshot,), ("matcher",), ("gateway",), compacted=True),
-    TopicSpec("ref.instruments", KeyKind.SYMBOL, (r.Instrument,), ("admin",),
-              ("gateway", "collateral", "router", "matcher", "execution", "collector"), compacted=True),
+    TopicSpec(
+        "ref.instruments",
+        KeyKind.SYMBOL,
+        (r.Instrument,),
+        ("admin",),
+        ("gateway", "collateral", "router", "matcher", "execution", "collector"),
+        compacted=True,
+    ),
 )
 BY_NAME = {t.name: t for t in CATALOG}
 
@@ -93,12 +139,29 @@ async def create_topics(bootstrap: str, *, prefix: str = "", partitions: int | N
         existing = set(await admin.list_topics())
         wanted = []
         for t in CATALOG:
-            for name, configs in ((prefix + t.name, topic_configs(t)),
-                                  (prefix + dlq_name(t.name), {"cleanup.policy": "delete"})):
+            for name, configs in (
+                (prefix + t.name, topic_configs(t)),
+                (prefix + dlq_name(t.name), {"cleanup.policy": "delete"}),
+            ):
                 if name not in existing:
                     wanted.append(NewTopic(name, n, 1, topic_configs=configs))
         if wanted:
             await admin.create_topics(wanted)
+        names = [prefix + t.name for t in CATALOG]
+        wrong = sorted(
+            f"{d['topic']} has {len(d['partitions'])}"
+            for d in await admin.describe_topics(names)
+            if len(d["partitions"]) != n
+        )
+        if wrong:  # keys would land on other partitions than co-partitioned tables expect
+            raise TopicMismatch(
+                f"topics must have {n} partitions: {'; '.join(wrong)}. "
+                "Recreate them (locally: make down && make infra-clean)."
+            )
         return [t.name for t in wanted]
     finally:
         await admin.close()
+
+
+class TopicMismatch(RuntimeError):
+    """Existing topics do not have the partition count the deployment uses."""

@@ -416,7 +416,7 @@ class Gateway:
             "order_id": c.order_id,
             "client_order_id": doc["client_order_id"],
             "symbol": doc["symbol"],
-            "state": {k: v for k, v in (state or {}).items() if k != "_id"} or None,
+            "state": jsonable(state) if state else None,
         }
 
     async def create_account(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
@@ -470,9 +470,8 @@ class Gateway:
 
 
 def jsonable(doc: dict[str, Any]) -> dict[str, Any]:
-    """A MongoDB document as JSON: times as ISO 8601, the id as order_id."""
-    out = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items() if k != "_id"}
-    return out
+    """A MongoDB document as JSON: times as ISO 8601, without MongoDB's _id (documents carry order_id)."""
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in doc.items() if k != "_id"}
 
 
 def parse(model: type[BaseModel], params: Any) -> Any:

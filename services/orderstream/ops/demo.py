@@ -1,0 +1,451 @@
+"""`orderstream demo` (what `make demo` runs): live traffic through the gateway, then end-state checks.
+
+Several traders, each a real WebSocket client of the gateway, are created and funded through
+the admin API. For `--seconds` they place a realistic mix around a mid price (limit orders on
+both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket and
+an order on the mock venue. A live line every second shows orders/s, acks, fills, the p50/p99
+from sending `order.place` to the order's first execution report, and the BTC-USD book top.
+
+Then every open order is canceled and, once every order is final, the demo checks:
+- every trader's report sequence numbers arrived without a gap;
+- ledger: each trader's balance (free + held) from the gateway equals its deposits plus its
+  fills minus its fees, exactly, and nothing is held any more;
+- conservation: across the traders, balances plus fees equal deposits plus what the mock
+  venue (an outside counterparty) paid in or took out;
+- history: the MongoDB order history (collector) has every order with the status and filled
+  quantity of its last report.
+Exit status 0 only when every check passes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import random
+import statistics
+import sys
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from decimal import Decimal as D
+from typing import Any
+
+import aiohttp
+
+from orderstream.ops.client import ApiCallError, GatewayClient, Session
+from orderstream.ops.platform import load_credentials, run_dir
+
+FINAL = {"FILLED", "CANCELED", "REJECTED", "EXPIRED"}
+DEPOSITS = {"USD": D(2_000_000), "BTC": D(40), "ETH": D(400), "SOL": D(10_000)}
+MARKETS = {  # symbol: (mid, tick, lot, most lots per order)
+    "BTC-USD": (D(30000), D("0.5"), D("0.0001"), 300),
+    "ETH-USD": (D(2000), D("0.05"), D("0.001"), 400),
+}
+MOCK = ("SOL-USD", D(100), D("0.01"), D("0.01"))
+
+
+@dataclass
+class Trader:
+    account: str
+    client: GatewayClient
+    session: Session | None = None
+    sent: dict[str, float] = field(default_factory=dict)  # client_order_id -> when order.place went out
+    reports: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
+    open_ids: list[str] = field(default_factory=list)
+    n: int = 0
+
+    def cid(self) -> str:
+        self.n += 1
+        return f"d{self.n}"
+
+    def last(self, order_id: str) -> dict[str, Any]:
+        seqs = self.reports[order_id]
+        return seqs[max(seqs)]
+
+
+@dataclass
+class Stats:
+    placed: int = 0
+    refused: int = 0
+    acks: int = 0
+    fills: int = 0
+    latencies: list[float] = field(default_factory=list)
+    book: dict[str, dict[D, D]] = field(default_factory=lambda: {"BID": {}, "ASK": {}})
+
+    def top(self) -> str:
+        bid = max(self.book["BID"], default=None)
+        ask = min(self.book["ASK"], default=None)
+        return (
+            (f"bid {bid} x {self.book['BID'][bid]}" if bid is not None else "bid -")
+            + " / "
+            + (f"ask {ask} x {self.book['ASK'][ask]}" if ask is not None else "ask -")
+        )
+
+    def pct(self, q: float) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else 0.0
+        return statistics.quantiles(self.latencies, n=100)[int(q) - 1] * 1000
+
+
+async def listen(trader: Trader, stats: Stats) -> None:
+    assert trader.session is not None
+    while True:
+        frame = await trader.session.events.get()
+        if frame.get("type") != "execution_report":
+            continue
+        rep = frame["data"]
+        seqs = trader.reports[rep["order_id"]]
+        if rep["sequence"] in seqs:
+            continue
+        if not seqs:
+            t0 = trader.sent.pop(rep["client_order_id"], None)
+            if t0 is not None:
+                stats.acks += 1
+                stats.latencies.append(time.monotonic() - t0)
+        seqs[rep["sequence"]] = rep
+        if rep.get("last_fill_quantity") and D(rep["last_fill_quantity"]) > 0:
+            stats.fills += 1
+
+
+async def watch_book(session: Session, stats: Stats, symbol: str) -> None:
+    answer = await session.call("subscribe", {"stream": "market", "symbol": symbol})
+    for level in (answer.get("snapshot") or {}).get("levels", []):
+        stats.book[level["side"]][D(level["price"])] = D(level["quantity"])
+    while True:
+        frame = await session.events.get()
+        if frame.get("type") == "book":
+            for level in frame["data"]["changes"]:
+                side, price, qty = level["side"], D(level["price"]), D(level["quantity"])
+                if qty == 0:
+                    stats.book[side].pop(price, None)
+                else:
+                    stats.book[side][price] = qty
+
+
+async def place(trader: Trader, stats: Stats, params: dict[str, Any]) -> None:
+    assert trader.session is not None
+    cid = trader.cid()
+    trader.sent[cid] = time.monotonic()
+    try:
+        result = await trader.session.call(
+            "order.place" if "legs" not in params else "order.basket", {"client_order_id": cid, **params}
+        )
+        stats.placed += 1
+        if "legs" in params:  # reports come per child (`<basket>/<leg>`), so no ack is timed
+            trader.sent.pop(cid, None)
+            trader.open_ids.extend(f"{result['order_id']}/{i}" for i in range(len(params["legs"])))
+        else:
+            trader.open_ids.append(result["order_id"])
+    except ApiCallError as exc:
+        trader.sent.pop(cid, None)
+        stats.refused += 1
+        if exc.code == 42901:
+            await asyncio.sleep(float(exc.details.get("retry_after_s", 0.5)))
+
+
+def limit(rng: random.Random, symbol: str, *, crossing: bool = False) -> dict[str, Any]:
+    mid, tick, lot, most = MARKETS[symbol]
+    side = rng.choice(["BUY", "SELL"])
+    ticks = rng.randint(-8, 30) if not crossing else -rng.randint(1, 10)
+    price = mid - ticks * tick if side == "BUY" else mid + ticks * tick
+    return {
+        "symbol": symbol,
+        "side": side,
+        "order_type": "LIMIT",
+        "price": str(price),
+        "quantity": str(lot * rng.randint(1, most)),
+        "time_in_force": "IOC" if crossing else "GTC",
+    }
+
+
+async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed: int) -> None:
+    rng = random.Random(seed)
+    btc_mid, btc_tick, btc_lot, _ = MARKETS["BTC-USD"]
+    specials: list[dict[str, Any]] = [
+        {
+            "symbol": "BTC-USD",
+            "side": "SELL",
+            "order_type": "STOP_MARKET",
+            "quantity": str(btc_lot * 10),
+            "stop_price": str(btc_mid - 40 * btc_tick),
+        },
+        {**limit(rng, "BTC-USD"), "quantity": str(btc_lot * 200), "display_quantity": str(btc_lot * 20)},
+        {
+            "quantity": "1",
+            "legs": [
+                {
+                    "symbol": "BTC-USD",
+                    "side": "BUY",
+                    "weight": str(btc_lot * 5),
+                    "price": str(btc_mid + 20 * btc_tick),
+                },
+                {"symbol": "ETH-USD", "side": "BUY", "weight": "0.05", "price": "2001"},
+            ],
+        },
+        {
+            "symbol": MOCK[0],
+            "side": rng.choice(["BUY", "SELL"]),
+            "order_type": "LIMIT",
+            "price": str(MOCK[1]),
+            "quantity": str(MOCK[3] * rng.randint(10, 100)),
+        },
+    ]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        roll = rng.random()
+        if specials and roll < 0.03:
+            await place(trader, stats, specials.pop())
+        elif roll < 0.58:
+            await place(trader, stats, limit(rng, rng.choice(["BTC-USD", "BTC-USD", "ETH-USD"])))
+        elif roll < 0.70:
+            await place(trader, stats, limit(rng, "BTC-USD", crossing=True))
+        elif roll < 0.78:
+            side = rng.choice(["BUY", "SELL"])
+            qty = btc_lot * rng.randint(1, 50)
+            extra = (
+                {"quote_budget": str((qty * btc_mid * D("1.02")).quantize(D("0.01")))}
+                if side == "BUY"
+                else {}
+            )
+            await place(
+                trader,
+                stats,
+                {
+                    "symbol": "BTC-USD",
+                    "side": side,
+                    "order_type": "MARKET",
+                    "time_in_force": "IOC",
+                    "quantity": str(qty),
+                    **extra,
+                },
+            )
+        elif trader.open_ids and trader.session is not None:
+            victim = trader.open_ids.pop(rng.randrange(len(trader.open_ids)))
+            with contextlib.suppress(ApiCallError):  # it may have ended already
+                await trader.session.call("order.cancel", {"order_id": victim})
+        await asyncio.sleep(1 / rate)
+    for special in specials:
+        await place(trader, stats, special)
+
+
+async def cancel_everything(trader: Trader) -> None:
+    assert trader.session is not None
+    for order_id, seqs in list(trader.reports.items()):
+        if seqs and trader.last(order_id)["status"] not in FINAL:
+            with contextlib.suppress(ApiCallError):
+                await trader.session.call("order.cancel", {"order_id": order_id})
+
+
+async def history(http: aiohttp.ClientSession, trader: Trader) -> dict[str, dict[str, Any]]:
+    docs: dict[str, dict[str, Any]] = {}
+    before: str | None = None
+    while True:
+        path = "/api/v1/history?limit=500" + (f"&before={before}" if before else "")
+        page = await trader.client.ok(http, "GET", path)
+        for doc in page["orders"]:
+            docs[doc["order_id"]] = doc
+        before = page.get("next")
+        if not before or not page["orders"]:
+            return docs
+
+
+def expected_balances(trader: Trader) -> tuple[dict[str, D], dict[str, D], dict[str, D]]:
+    """Deposits + fills - fees per asset; the fees; and what the mock venue paid in (+) or took (-)."""
+    balance: dict[str, D] = defaultdict(D, DEPOSITS)
+    fees: dict[str, D] = defaultdict(D)
+    external: dict[str, D] = defaultdict(D)
+    for order_id, seqs in trader.reports.items():
+        last = trader.last(order_id)
+        base, quote = last["symbol"].split("-")
+        sign = 1 if last["side"] == "BUY" else -1
+        for rep in seqs.values():
+            if rep.get("last_fill_quantity") and D(rep["last_fill_quantity"]) > 0:
+                qty, price = D(rep["last_fill_quantity"]), D(rep["last_fill_price"])
+                for asset, delta in ((base, sign * qty), (quote, -sign * qty * price)):
+                    balance[asset] += delta
+                    if last.get("venue") == "MOCK":
+                        external[asset] += delta
+        if last.get("fee_asset"):
+            fees[last["fee_asset"]] += D(last["fees"])
+            balance[last["fee_asset"]] -= D(last["fees"])
+    return balance, fees, external
+
+
+async def run(args: argparse.Namespace) -> int:
+    creds = load_credentials(run_dir())
+    base = args.gateway
+    admin = GatewayClient(base, creds["admin"]["key_id"], creds["admin"]["secret"])
+    stats = Stats()
+    run_id = uuid.uuid4().hex[:6]
+    async with aiohttp.ClientSession() as http:
+        traders: list[Trader] = []
+        for i in range(args.traders):
+            account = f"demo-{run_id}-{i}"
+            made = await admin.ok(http, "POST", "/api/v1/admin/accounts", {"account_id": account})
+            for asset, amount in DEPOSITS.items():
+                await admin.ok(
+                    http,
+                    "POST",
+                    "/api/v1/admin/deposits",
+                    {"account_id": account, "asset": asset, "amount": str(amount)},
+                )
+            traders.append(Trader(account, GatewayClient(base, made["key_id"], made["secret"])))
+        funded = ", ".join(f"{v} {k}" for k, v in DEPOSITS.items())
+        print(f"demo {run_id}: {args.traders} traders, each funded with {funded}")
+        for t in traders:  # deposits land in the read model before trading starts
+            for _ in range(120):
+                got = (await t.client.ok(http, "GET", "/api/v1/balances"))["balances"]
+                if all(D(got.get(a, {}).get("free", "0")) == v for a, v in DEPOSITS.items()):
+                    break
+                await asyncio.sleep(0.5)
+        async with _sessions(http, traders) as market:
+            tasks = [asyncio.create_task(listen(t, stats)) for t in traders]
+            tasks.append(asyncio.create_task(watch_book(market, stats, "BTC-USD")))
+            started = time.monotonic()
+
+            async def report() -> None:
+                last = 0
+                while True:
+                    await asyncio.sleep(1)
+                    el = time.monotonic() - started
+                    print(
+                        f"t={el:5.1f}s orders {stats.placed:6d} ({stats.placed - last:4d}/s) refused "
+                        f"{stats.refused:3d} acks {stats.acks:6d} fills {stats.fills:6d} "
+                        f"ack p50 {stats.pct(50):6.1f} ms p99 {stats.pct(99):7.1f} ms | "
+                        f"BTC-USD {stats.top()}",
+                        flush=True,
+                    )
+                    last = stats.placed
+
+            reporter = asyncio.create_task(report())
+            await asyncio.gather(
+                *(trade(t, stats, args.seconds, args.rate, args.seed + i) for i, t in enumerate(traders))
+            )
+            print("traffic done; canceling every open order and waiting until every order is final")
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                for t in traders:
+                    await cancel_everything(t)
+                await asyncio.sleep(2)
+                if all(t.last(o)["status"] in FINAL for t in traders for o in t.reports) and not any(
+                    t.sent for t in traders
+                ):
+                    break
+            reporter.cancel()
+            for task in tasks:
+                task.cancel()
+            return await checks(http, traders, stats, time.monotonic() - started)
+
+
+class _sessions:
+    """Every trader's logged-in session with its user stream, plus one market-data session."""
+
+    def __init__(self, http: aiohttp.ClientSession, traders: list[Trader]) -> None:
+        self.http, self.traders = http, traders
+        self.stack: list[Any] = []
+
+    async def __aenter__(self) -> Session:
+        for t in self.traders:
+            cm = t.client.session(self.http)
+            t.session = await cm.__aenter__()
+            self.stack.append(cm)
+            await t.session.call("subscribe", {"stream": "user"})
+        cm = self.traders[0].client.session(self.http)
+        market = await cm.__aenter__()
+        self.stack.append(cm)
+        return market
+
+    async def __aexit__(self, *exc: Any) -> None:
+        for cm in reversed(self.stack):
+            await cm.__aexit__(None, None, None)
+
+
+async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stats, elapsed: float) -> int:
+    failures: list[str] = []
+    orders = sum(len(t.reports) for t in traders)
+    print(
+        f"\n{stats.placed} orders placed in {elapsed:.1f}s ({stats.placed / elapsed:.0f}/s), {orders} orders "
+        f"reported (basket children included), {stats.fills} fills; order-to-ack p50 {stats.pct(50):.1f} ms, "
+        f"p99 {stats.pct(99):.1f} ms"
+    )
+    for t in traders:
+        for order_id, seqs in t.reports.items():
+            if sorted(seqs) != list(range(1, max(seqs) + 1)):
+                failures.append(f"{t.account} {order_id}: report sequence numbers {sorted(seqs)} have a gap")
+        if any(t.last(o)["status"] not in FINAL for o in t.reports):
+            failures.append(f"{t.account}: orders still open after cancel-all")
+    totals: dict[str, D] = defaultdict(D)
+    for t in traders:
+        want, fees, external = expected_balances(t)
+        for _ in range(60):
+            got = (await t.client.ok(http, "GET", "/api/v1/balances"))["balances"]
+            have = {a: D(b["free"]) + D(b["held"]) for a, b in got.items()}
+            held = {a: D(b["held"]) for a, b in got.items() if D(b["held"])}
+            if all(have.get(a, D(0)) == v for a, v in want.items()) and not held:
+                break
+            await asyncio.sleep(0.5)
+        for asset, value in want.items():
+            if have.get(asset, D(0)) != value:
+                failures.append(
+                    f"{t.account} {asset}: balance {have.get(asset)} != deposits + fills - fees {value}"
+                )
+        if held:
+            failures.append(f"{t.account}: still held after every order ended: {held}")
+        for asset in DEPOSITS:
+            totals[asset] += (
+                have.get(asset, D(0)) + fees.get(asset, D(0)) - external.get(asset, D(0)) - DEPOSITS[asset]
+            )
+    for asset, diff in totals.items():
+        if diff:
+            failures.append(f"conservation: {asset} is off by {diff} across the traders")
+    missing = 0
+    for t in traders:
+        docs: dict[str, dict[str, Any]] = {}
+        for _ in range(60):
+            docs = await history(http, t)
+            if all(o in docs and docs[o]["status"] == t.last(o)["status"] for o in t.reports):
+                break
+            await asyncio.sleep(0.5)
+        for order_id in t.reports:
+            last, doc = t.last(order_id), docs.get(order_id)
+            if doc is None:
+                missing += 1
+            elif (doc["status"], D(doc["filled_quantity"])) != (last["status"], D(last["filled_quantity"])):
+                failures.append(
+                    f"history {order_id}: {doc['status']} {doc['filled_quantity']} != report "
+                    f"{last['status']} {last['filled_quantity']}"
+                )
+    if missing:
+        failures.append(f"history: {missing} orders missing from MongoDB")
+    checked = [
+        "report sequences gap-free",
+        "ledger per trader exact",
+        "nothing held",
+        "conservation",
+        "MongoDB history == last reports",
+    ]
+    if failures:
+        print("END-STATE CHECKS FAILED:")
+        for f in failures[:50]:
+            print(f"  - {f}")
+        return 1
+    print("end-state checks passed: " + "; ".join(checked))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="orderstream demo", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--gateway", default="http://127.0.0.1:8080")
+    parser.add_argument("--traders", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--rate", type=float, default=20.0, help="actions per second per trader")
+    parser.add_argument("--seed", type=int, default=7)
+    return asyncio.run(run(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

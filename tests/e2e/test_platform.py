@@ -1,0 +1,186 @@
+"""The whole platform started the way `make up` starts it, driven through the gateway by real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from decimal import Decimal as D
+from typing import Any
+
+import aiohttp
+import pytest
+
+from orderstream.ops.client import GatewayClient, Session
+from orderstream.ops.platform import SETTINGS
+from tests.conftest import Infra
+from tests.kafka_tools import ROOT, free_port, unique_prefix
+
+pytestmark = pytest.mark.integration
+
+
+def orderstream(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orderstream.common.cli", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture(scope="module")
+async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("platform")
+    database = f"up{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        "MONGO_URL": infra.mongo_url,
+        "ORDERSTREAM_TOPIC_PREFIX": unique_prefix(),
+        "ORDERSTREAM_PARTITIONS": "2",
+        "ORDERSTREAM_RUN_DIR": str(tmp / "run"),
+    }
+    for service in SETTINGS:
+        up = service.upper()
+        env[f"ORDERSTREAM_{up}_WEB_PORT"] = str(free_port())
+        env[f"ORDERSTREAM_{up}_DATA_DIR"] = str(tmp / "data")
+    env["ORDERSTREAM_GATEWAY_MONGO_DATABASE"] = env["ORDERSTREAM_COLLECTOR_MONGO_DATABASE"] = database
+    env["ORDERSTREAM_COLLATERAL_SESSION_TIMEOUT_S"] = "6"
+    started = orderstream(env, "up")
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        creds = json.loads((tmp / "run" / "credentials.json").read_text())
+        yield {
+            "env": env,
+            "up": started.stdout,
+            "base": f"http://127.0.0.1:{env['ORDERSTREAM_GATEWAY_WEB_PORT']}",
+            "creds": creds,
+            "run": tmp / "run",
+        }
+    finally:
+        stopped = orderstream(env, "down")
+        print(stopped.stdout, stopped.stderr)
+        for log in sorted((tmp / "run" / "logs").glob("*.log")):
+            text = log.read_text(errors="replace")
+            if "Traceback" in text:
+                print(f"--- {log.name}\n{text[-3000:]}")
+
+
+def client(p: dict[str, Any], who: str) -> GatewayClient:
+    c = p["creds"]["accounts"][who]
+    return GatewayClient(p["base"], c["key_id"], c["secret"])
+
+
+async def final_report(session: Session, order_id: str, status: str) -> dict[str, Any]:
+    while True:
+        frame = await asyncio.wait_for(session.events.get(), 60)
+        data = frame.get("data", {})
+        if (
+            frame.get("type") == "execution_report"
+            and data["order_id"] == order_id
+            and data["status"] == status
+        ):
+            return dict(data)
+
+
+async def test_up_starts_six_services_topics_instruments_and_demo_accounts(platform: dict[str, Any]) -> None:
+    assert (
+        "Orderstream is up." in platform["up"] and f"REST       {platform['base']}/api/v1" in platform["up"]
+    )
+    assert set(platform["creds"]["accounts"]) == {"alice", "bob"}
+    assert oct((platform["run"] / "credentials.json").stat().st_mode & 0o777) == "0o600"
+    status = orderstream(platform["env"], "status")
+    assert status.returncode == 0, status.stdout
+    for service in SETTINGS:
+        assert f"  {service}" in status.stdout
+    assert sorted(p.name for p in (platform["run"] / "logs").glob("*.log")) == sorted(
+        f"{s}.log" for s in SETTINGS
+    )
+    lag = orderstream(platform["env"], "lag")
+    assert lag.returncode == 0 and "collateral" in lag.stdout
+
+
+async def test_two_traders_cross_through_the_gateway_and_everything_agrees(platform: dict[str, Any]) -> None:
+    alice, bob = client(platform, "alice"), client(platform, "bob")
+    async with aiohttp.ClientSession() as http:
+        before = {
+            w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"]
+            for w, c in (("a", alice), ("b", bob))
+        }
+        async with alice.session(http) as sa, bob.session(http) as sb:
+            for s in (sa, sb):
+                await s.call("subscribe", {"stream": "user"})
+            sell = await sa.call(
+                "order.place",
+                {
+                    "client_order_id": f"s-{uuid.uuid4().hex[:6]}",
+                    "symbol": "BTC-USD",
+                    "side": "SELL",
+                    "quantity": "0.5",
+                    "price": "31000",
+                },
+            )
+            await final_report(sa, sell["order_id"], "ACCEPTED")
+            buy = await sb.call(
+                "order.place",
+                {
+                    "client_order_id": f"b-{uuid.uuid4().hex[:6]}",
+                    "symbol": "BTC-USD",
+                    "side": "BUY",
+                    "quantity": "0.5",
+                    "price": "31000",
+                },
+            )
+            a_fill = await final_report(sa, sell["order_id"], "FILLED")
+            b_fill = await final_report(sb, buy["order_id"], "FILLED")
+        assert (D(a_fill["average_price"]), a_fill["last_liquidity"], D(a_fill["fees"])) == (
+            D(31000),
+            "MAKER",
+            D("15.5"),
+        )
+        assert (D(b_fill["average_price"]), b_fill["last_liquidity"], D(b_fill["fees"])) == (
+            D(31000),
+            "TAKER",
+            D(31),
+        )
+
+        def total(balances: dict[str, Any], asset: str) -> D:
+            b = balances[asset]
+            return D(b["free"]) + D(b["held"])
+
+        want = {
+            ("a", "BTC"): total(before["a"], "BTC") - D("0.5"),
+            ("a", "USD"): total(before["a"], "USD") + D(15500) - D("15.5"),
+            ("b", "BTC"): total(before["b"], "BTC") + D("0.5"),
+            ("b", "USD"): total(before["b"], "USD") - D(15500) - D(31),
+        }
+        for _ in range(60):
+            after = {
+                w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"]
+                for w, c in (("a", alice), ("b", bob))
+            }
+            if all(total(after[w], asset) == v for (w, asset), v in want.items()):
+                break
+            await asyncio.sleep(0.5)
+        assert {k: total(after[k[0]], k[1]) for k in want} == want
+        for c, oid in ((alice, sell["order_id"]), (bob, buy["order_id"])):
+            for _ in range(60):
+                got = await c.ok(http, "GET", f"/api/v1/orders/{oid}")
+                if got["state"] and got["state"]["status"] == "FILLED":
+                    break
+                await asyncio.sleep(0.5)
+            assert (got["state"]["status"], D(got["state"]["filled_quantity"])) == ("FILLED", D("0.5"))
+
+
+async def test_the_demo_runs_and_its_end_state_checks_pass(platform: dict[str, Any]) -> None:
+    demo = orderstream(
+        platform["env"], "demo", "--gateway", platform["base"], "--traders", "3", "--seconds", "6"
+    )
+    assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
+    assert "end-state checks passed" in demo.stdout and " fills" in demo.stdout
