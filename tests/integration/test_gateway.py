@@ -200,7 +200,18 @@ async def test_admin_deposits_and_withdrawals_are_collateral_commands(gateway: d
         s3, _, bad = await admin.call(
             http, "POST", "/api/v1/admin/withdrawals", {"account_id": "A", "asset": "USD", "amount": "1"}
         )
-    assert (s1, s2) == (200, 200)
+        s4, _, kill = await admin.call(
+            http,
+            "POST",
+            "/api/v1/admin/kill-switch",
+            {"scope": "SYMBOL", "target": "BTC-USD", "engaged": True, "reason": "halt"},
+        )
+    assert (s1, s2, s4) == (200, 200, 200)
+    (switch,) = await read(gateway["bootstrap"], gateway["prefix"] + "risk.commands", 1, timeout=10)
+    assert switch.key == b"SYMBOL:BTC-USD"
+    assert CODEC.decode(switch.value) == r.SetKillSwitch(
+        command_id=kill["command_id"], ts_event=CODEC.decode(switch.value).ts_event, scope="SYMBOL",
+        target="BTC-USD", engaged=True, reason="halt")
     assert (s3, bad["error"]["code"], bad["error"]["details"]["field"]) == (400, 40001, "destination")
     msgs = await read(gateway["bootstrap"], gateway["prefix"] + "collateral.commands", 10**6, timeout=5)
     by_id = {c.command_id: (m.key, c) for m in msgs for c in [CODEC.decode(m.value)]}
@@ -372,6 +383,7 @@ async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
         ("POST", "/api/v1/admin/accounts"),
         ("POST", "/api/v1/admin/deposits"),
         ("POST", "/api/v1/admin/withdrawals"),
+        ("POST", "/api/v1/admin/kill-switch"),
     }
     documented = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
     assert documented == served

@@ -79,6 +79,7 @@ class Output:
         self.spec = topic
         self._service = service
         self._name = service.settings.topic(topic.name)
+        service.writes.add(topic.name)
         service.raw_topic(self._name, topic_configs(topic))  # declared, so Faust creates it if missing
 
     async def send(self, key: str, record: Record, headers: Mapping[str, bytes] | None = None) -> None:
@@ -146,6 +147,8 @@ class Service:
         self._started = time.time()
         self.health_extras: list[Callable[[], dict[str, Any]]] = []
         self.mirrors: list[Any] = []  # common.mirror.Mirror, read in full before the worker starts
+        self.reads: set[str] = set()  # catalog topics this service consumes (checked against the catalog)
+        self.writes: set[str] = set()  # catalog topics it produces
         self._add_health()
 
     # -- topics ---------------------------------------------------------------
@@ -190,6 +193,7 @@ class Service:
     def consume(self, topic: str) -> Callable[[Handler], Handler]:
         """Register `handler(record, delivery)` for every valid record on a catalog topic."""
         topic_spec = spec(topic)
+        self.reads.add(topic)
         deployed = self.settings.topic(topic)
         source = self.raw_topic(deployed, topic_configs(topic_spec))
 
@@ -212,6 +216,7 @@ class Service:
         committed only once what the handler did with it is durable.
         """
         specs = [spec(t) for t in topics]
+        self.reads.update(t.name for t in specs)
         sources = [self.raw_topic(self.settings.topic(t.name), topic_configs(t)) for t in specs]
         by_name = {self.settings.topic(t.name): t for t in specs}
         source = sources[0] if len(sources) == 1 else self.app.topic(

@@ -37,6 +37,20 @@ def _topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _asyncapi(args: argparse.Namespace) -> int:
+    from orderstream.common.asyncapi import DOCUMENT, render
+
+    text = render()
+    if args.out == "-":
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out) if args.out else Path(__file__).resolve().parents[3] / DOCUMENT
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    print(f"wrote {out}")
+    return 0
+
+
 def _kafka_args(p: argparse.ArgumentParser) -> None:
     from orderstream.ops.tools import default_bootstrap, default_prefix
 
@@ -102,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefix", default="")
     p.add_argument("--partitions", type=int, default=None)
     p.set_defaults(func=_topics_create)
+    p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every topic (docs/asyncapi.yaml)")
+    p.add_argument("--out", default=None, help="default: docs/asyncapi.yaml in the repository; - for stdout")
+    p.set_defaults(func=_asyncapi)
     p = sub.add_parser("tail", help="print a topic's records decoded from Avro, one JSON line each")
     p.add_argument("topic", help="catalog name (the prefix is added) or any topic with --raw-name")
     p.add_argument("--from-beginning", action="store_true")

@@ -41,6 +41,7 @@ class Mirror(Generic[R]):
         service.raw_topic(self.name, topic_configs(self.spec))  # declared with its config
         service.app.task(self._follow)
         service.mirrors.append(self)
+        service.reads.add(topic)
         service.health_extras.append(lambda: {f"mirror_{topic}": len(self.latest)})
 
     @classmethod

@@ -104,7 +104,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         KeyKind.SYMBOL,
         (r.Instrument,),
         ("admin",),
-        ("gateway", "collateral", "router", "matcher", "execution", "collector"),
+        ("gateway", "collateral", "router", "matcher", "execution"),
         compacted=True,
     ),
 )

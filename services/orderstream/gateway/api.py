@@ -166,6 +166,17 @@ class PostWithdrawal(BaseModel):
     destination: str = Field(min_length=1, max_length=64)
 
 
+class PostKillSwitch(BaseModel):
+    """POST /api/v1/admin/kill-switch: stop (or allow again) new orders of an account or a symbol."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    scope: r.KillScope
+    target: str = Field(min_length=1, max_length=64)
+    engaged: bool
+    reason: str = Field(min_length=1, max_length=200)
+
+
 def check_increments(instrument: r.Instrument, quantity: Decimal | None, **prices: Decimal | None) -> None:
     """A quantity off the lot size (40012) or a price off the tick size (40011) is refused."""
     if quantity is not None and quantity % instrument.lot_size:
@@ -326,6 +337,14 @@ def openapi() -> dict[str, Any]:
                     "operationId": "balances.get",
                     "parameters": signed,
                     "responses": {"200": ok, "401": error},
+                }
+            },
+            "/api/v1/admin/kill-switch": {
+                "post": {
+                    "operationId": "admin.kill_switch",
+                    "parameters": signed,
+                    "requestBody": body(PostKillSwitch),
+                    "responses": {"200": ok, "400": error, "403": error},
                 }
             },
             "/api/v1/baskets": {

@@ -78,8 +78,8 @@ class Gateway:
         self.keys = Keys(self.db, self._fernet_key())
         self.verifier = Verifier(self.keys, settings.recv_window_ms)
         self.buckets = Buckets(settings.orders_per_s, settings.orders_burst)
-        self.instruments = Mirror.standalone(settings, self.codec, "ref.instruments", r.Instrument)
-        self.depth = Mirror.standalone(settings, self.codec, "md.depth", r.DepthSnapshot)
+        self.instruments = Mirror.standalone(settings, self.codec, MIRRORED[0], r.Instrument)
+        self.depth = Mirror.standalone(settings, self.codec, MIRRORED[1], r.DepthSnapshot)
         self.market_subscribers: dict[str, set[Connection]] = {}
         self.orders: Any = self.db["gateway_orders"]
         self.producer: AIOKafkaProducer | None = None
@@ -153,7 +153,7 @@ class Gateway:
 
     async def _market_data(self) -> None:
         """Book updates, trades and tickers, to the subscribers of their symbol."""
-        topics = [self.settings.topic(t) for t in ("md.book", "md.trades", "md.ticker")]
+        topics = [self.settings.topic(t) for t in MARKET_TOPICS]
         consumer = AIOKafkaConsumer(
             *topics,
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -162,7 +162,7 @@ class Gateway:
             enable_auto_commit=False,
         )
         await consumer.start()
-        kinds = {r.BookUpdate: "book", r.Trade: "trade", r.Ticker: "ticker"}
+        kinds = {r.BookUpdate: "book", r.Trade: "trade", r.Ticker: "ticker", r.Candle: "candle"}
         try:
             async for msg in consumer:
                 try:
@@ -258,6 +258,7 @@ class Gateway:
     # -- operations (REST and WebSocket) --------------------------------------------
 
     async def send(self, topic: str, key: str, record: Any, request_id: str) -> None:
+        assert topic in WRITES, topic
         assert self.producer is not None
         await self.producer.send_and_wait(
             self.settings.topic(topic),
@@ -461,6 +462,15 @@ class Gateway:
             ),
         )
 
+    async def kill_switch(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """Engage or lift a kill switch; the router applies it to new orders (compacted risk.commands)."""
+        who.require("admin")
+        k = parse(api.PostKillSwitch, params)
+        command_id = f"gw-{uuid.uuid4().hex}"
+        cmd = r.SetKillSwitch(command_id=command_id, ts_event=time.time_ns(), **k.model_dump())
+        await self.send("risk.commands", f"{k.scope}:{k.target}", cmd, request_id)
+        return {"command_id": command_id, "scope": str(k.scope), "target": k.target, "engaged": k.engaged}
+
     async def collateral_command(
         self, request_id: str, account_id: str, command: Callable[[str], r.Deposit | r.Withdraw]
     ) -> dict[str, Any]:
@@ -639,7 +649,11 @@ def _read(
     return call
 
 
-USER_TOPICS = ("execution.reports", "collateral.events", "basket.events")
+USER_TOPICS = ("execution.reports", "collateral.events", "basket.events", "execution.positions")
+MARKET_TOPICS = ("md.book", "md.trades", "md.ticker", "md.candles")
+MIRRORED = ("ref.instruments", "md.depth")
+READS = frozenset({*USER_TOPICS, *MARKET_TOPICS, *MIRRORED})  # checked against the topic catalog
+WRITES = frozenset({"order.commands", "collateral.commands", "risk.commands"})
 USER_EVENT_TYPES = {"ExecutionReport": "execution_report"}  # the rest: the record name in snake case
 
 
@@ -709,6 +723,7 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
         "/api/v1/admin/accounts", rest(Gateway.create_account, body=True, with_request_id=False)
     )
     app.router.add_post("/api/v1/admin/deposits", rest(Gateway.deposit, body=True))
+    app.router.add_post("/api/v1/admin/kill-switch", rest(Gateway.kill_switch, body=True))
     app.router.add_post("/api/v1/admin/withdrawals", rest(Gateway.withdraw, body=True))
     for path, op in (
         ("/api/v1/orders", Gateway.open_orders),
