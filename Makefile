@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: bench help install test test-unit test-integration lint schemas-lock infra-install infra-start \
+.PHONY: bench help install tools test test-unit test-integration lint schemas-lock infra-install infra-start \
         infra-stop infra-status infra-clean up down status demo clean
 
 help: ## List the targets
@@ -22,10 +22,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install Orderstream with its dev tools
 
-test: $(STAMP) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_BOOTSTRAP_SERVERS/MONGO_URL or Docker are there
+KUSTOMIZE := .cache/bin/kustomize
+
+$(KUSTOMIZE):
+	GOBIN=$(abspath .cache/bin) go install sigs.k8s.io/kustomize/kustomize/v5@v5.5.0
+
+tools: $(KUSTOMIZE) ## Build the test tools the suite needs (kustomize, from the Go module proxy, into .cache/bin)
+
+test: $(STAMP) $(KUSTOMIZE) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_BOOTSTRAP_SERVERS/MONGO_URL or Docker are there
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-test-unit: $(STAMP) ## Run the unit tests only (no servers)
+test-unit: $(STAMP) $(KUSTOMIZE) ## Run the unit tests only (no servers)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 test-integration: $(STAMP) ## Run the integration and end-to-end tests (real Kafka and MongoDB-wire server)

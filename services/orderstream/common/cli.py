@@ -37,6 +37,18 @@ def _topics_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _instruments_load(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+
+    from orderstream.ops.platform import publish_instruments
+
+    documents = json.loads(Path(args.file).read_text())["instruments"]
+    symbols = asyncio.run(publish_instruments(args.bootstrap, args.prefix, documents))
+    print(f"published {len(symbols)} instrument(s): {', '.join(symbols)}")
+    return 0
+
+
 def _asyncapi(args: argparse.Namespace) -> int:
     from orderstream.common.asyncapi import DOCUMENT, render
 
@@ -116,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prefix", default="")
     p.add_argument("--partitions", type=int, default=None)
     p.set_defaults(func=_topics_create)
+    p = sub.add_parser("instruments-load", help="publish an instrument file to ref.instruments (compacted)")
+    p.add_argument("--file", required=True, help='JSON: {"instruments": [{symbol, base_asset, ...}, ...]}')
+    _kafka_args(p)
+    p.set_defaults(func=_instruments_load)
     p = sub.add_parser("asyncapi", help="write the AsyncAPI document of every topic (docs/asyncapi.yaml)")
     p.add_argument("--out", default=None, help="default: docs/asyncapi.yaml in the repository; - for stdout")
     p.set_defaults(func=_asyncapi)

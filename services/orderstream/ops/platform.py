@@ -299,9 +299,17 @@ def up(_: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     if docker_engine() and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         say("a Docker engine is there: docker compose up")
+        creds = load_credentials(folder)
+        save_credentials(folder, creds)
+        compose_env = {
+            **os.environ,
+            "ORDERSTREAM_ADMIN_KEY_ID": creds["admin"]["key_id"],
+            "ORDERSTREAM_ADMIN_SECRET": creds["admin"]["secret"],
+        }
         subprocess.run(
             ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "up", "-d", "--build", "--wait"],
             check=True,
+            env=compose_env,
         )
         (folder / "compose-started").touch()
         env = {

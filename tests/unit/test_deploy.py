@@ -1,0 +1,128 @@
+"""deploy/: the Kubernetes manifests build with kustomize and validate against Kubernetes' schemas;
+docker-compose.yml validates against the Compose specification; both run every service the way
+deploy/local/Procfile does, with health checks on /healthz."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from orderstream.ops.platform import SETTINGS, procfile, web_port
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.16.2"  # carries the Compose spec's JSON schema
+K8S_VERSION = "1.32.0"
+STRIMZI = "kafka.strimzi.io/v1beta2"
+
+
+def kustomize() -> list[str]:
+    """`make test` builds kustomize into .cache/bin (Go module proxy); kubectl's built-in one also works."""
+    local = ROOT / ".cache" / "bin" / "kustomize"
+    if local.exists():
+        return [str(local), "build"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    pytest.fail("no kustomize: run `make tools` (go install sigs.k8s.io/kustomize/kustomize/v5)")
+
+
+@pytest.fixture(scope="module")
+def manifests() -> list[dict[str, Any]]:
+    built = subprocess.run([*kustomize(), str(ROOT / "deploy")], capture_output=True, text=True, check=True)
+    return [d for d in yaml.safe_load_all(built.stdout) if d]
+
+
+def test_every_core_object_validates_against_the_kubernetes_schema(manifests: list[dict[str, Any]]) -> None:
+    for doc in manifests:
+        if doc["apiVersion"] != STRIMZI:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_one_deployment_per_service_with_probes_metrics_and_the_procfile_command(
+    manifests: list[dict[str, Any]],
+) -> None:
+    deployments = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "Deployment"}
+    commands = procfile()
+    assert set(deployments) == set(SETTINGS)
+    for name, d in deployments.items():
+        pod = d["spec"]["template"]
+        (container,) = pod["spec"]["containers"]
+        port = container["ports"][0]["containerPort"]
+        assert container["image"] == "orderstream:dev"
+        assert ["python", *container["command"][1:]] == ["python", *commands[name][1:]]
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, (name, probe)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env[f"ORDERSTREAM_{name.upper()}_WEB_PORT"] == str(port)
+        assert env[f"ORDERSTREAM_{name.upper()}_WEB_HOST"] == "0.0.0.0"
+        assert pod["metadata"]["annotations"] == {
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": str(port),
+            "prometheus.io/path": "/metrics",
+        }
+        assert d["metadata"]["namespace"] == "orderstream"
+
+
+def test_the_broker_is_a_strimzi_kafka_resource_in_kraft_mode(manifests: list[dict[str, Any]]) -> None:
+    strimzi = {d["kind"]: d for d in manifests if d["apiVersion"] == STRIMZI}
+    assert set(strimzi) == {"Kafka", "KafkaNodePool"}
+    kafka, pool = strimzi["Kafka"], strimzi["KafkaNodePool"]
+    assert kafka["metadata"]["annotations"] == {
+        "strimzi.io/node-pools": "enabled",
+        "strimzi.io/kraft": "enabled",
+    }
+    assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+    assert set(pool["spec"]["roles"]) == {"controller", "broker"}
+    (listener,) = kafka["spec"]["kafka"]["listeners"]
+    config = next(
+        d
+        for d in manifests
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"].startswith("orderstream-config")
+    )
+    assert (
+        config["data"]["KAFKA_BOOTSTRAP_SERVERS"]
+        == f"{kafka['metadata']['name']}-kafka-bootstrap:{listener['port']}"
+    )
+    assert (
+        kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    )  # the setup job creates them
+
+
+def compose_schema() -> dict[str, Any]:
+    found = subprocess.run(
+        ["go", "mod", "download", "-json", COMPOSE_GO], capture_output=True, text=True, check=True
+    )
+    schema: dict[str, Any] = json.loads(
+        (Path(json.loads(found.stdout)["Dir"]) / "schema" / "compose-spec.json").read_text()
+    )
+    return schema
+
+
+def test_the_compose_file_validates_against_the_compose_spec() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    jsonschema.validate(compose, compose_schema())
+    services = compose["services"]
+    commands = procfile()
+    for name in SETTINGS:
+        s = services[name]
+        assert ["python", *s["command"][1:]] == ["python", *commands[name][1:]]
+        assert "healthcheck" in s and "/healthz" in " ".join(s["healthcheck"]["test"])
+        assert s["environment"]["PORT"] == str(web_port(name, {}))  # what the health check calls
+        for dependency in s.get("depends_on", {}):
+            assert dependency in services
+    if (
+        shutil.which("docker")
+        and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    ):
+        subprocess.run(
+            ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], check=True
+        )
