@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -49,13 +49,13 @@ class GatewayClient:
 
     async def call(
         self, http: aiohttp.ClientSession, method: str, path: str, body: Any = None, raw: bytes | None = None
-    ) -> tuple[int, dict[str, str], Any]:
+    ) -> tuple[int, Mapping[str, str], Any]:
         """One signed REST request (the signature covers the path with its query): status, headers, JSON."""
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         async with http.request(
             method, self.base + path, data=data, headers=self.headers(method, path, data)
         ) as resp:
-            return resp.status, dict(resp.headers), await resp.json()
+            return resp.status, resp.headers.copy(), await resp.json()
 
     async def ok(self, http: aiohttp.ClientSession, method: str, path: str, body: Any = None) -> Any:
         """A REST request that must succeed; ApiCallError otherwise."""
