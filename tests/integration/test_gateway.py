@@ -183,6 +183,13 @@ async def test_a_placed_order_is_an_avro_record_on_order_commands_once(gateway: 
         b"A",
     )
     assert dict(msg.headers)["x-request-id"].decode() == headers["X-Request-Id"]
+    access = [
+        json.loads(line) for line in gateway["log"].read_text().splitlines() if '"http request"' in line
+    ]
+    mine_logged = [e for e in access if e.get("request_id") == headers["X-Request-Id"]]
+    assert [(e["method"], e["route"], e["status"], e["key"]) for e in mine_logged] == [
+        ("POST", "/api/v1/orders", 200, a.key)
+    ]
 
 
 async def test_admin_deposits_and_withdrawals_are_collateral_commands(gateway: dict[str, Any]) -> None:
@@ -210,8 +217,13 @@ async def test_admin_deposits_and_withdrawals_are_collateral_commands(gateway: d
     (switch,) = await read(gateway["bootstrap"], gateway["prefix"] + "risk.commands", 1, timeout=10)
     assert switch.key == b"SYMBOL:BTC-USD"
     assert CODEC.decode(switch.value) == r.SetKillSwitch(
-        command_id=kill["command_id"], ts_event=CODEC.decode(switch.value).ts_event, scope="SYMBOL",
-        target="BTC-USD", engaged=True, reason="halt")
+        command_id=kill["command_id"],
+        ts_event=CODEC.decode(switch.value).ts_event,
+        scope="SYMBOL",
+        target="BTC-USD",
+        engaged=True,
+        reason="halt",
+    )
     assert (s3, bad["error"]["code"], bad["error"]["details"]["field"]) == (400, 40001, "destination")
     msgs = await read(gateway["bootstrap"], gateway["prefix"] + "collateral.commands", 10**6, timeout=5)
     by_id = {c.command_id: (m.key, c) for m in msgs for c in [CODEC.decode(m.value)]}
@@ -277,6 +289,41 @@ async def test_iceberg_and_basket_orders_become_their_commands(gateway: dict[str
     )
     (cancel,) = [c for c in cmds if isinstance(c, r.CancelOrder) and c.order_id == child]
     assert (cancel.symbol, cancel.client_order_id) == ("BTC-USD", "bk1/0")
+
+
+async def test_pipelined_orders_are_sent_once_each_and_a_cancel_follows_its_order(
+    gateway: dict[str, Any],
+) -> None:
+    a: Client = gateway["A"]
+    cids = [f"pipe{i}" for i in range(8)] + ["pipe0", "pipe3"]  # two repeats inside the same burst
+    async with aiohttp.ClientSession() as http, http.ws_connect(gateway["base"] + "/ws") as ws:
+        await a.login(ws)
+        for n, cid in enumerate(cids):
+            await ws.send_json({"id": n, "method": "order.place", "params": order(cid)})
+        answers = {}
+        while len(answers) < len(cids):
+            frame = await ws.receive_json(timeout=15)
+            answers[frame["id"]] = frame["result"]
+        first = answers[1]["order_id"]
+        await ws.send_json({"id": "p", "method": "order.place", "params": order("pipe-x")})
+        placed = await ws.receive_json(timeout=15)
+        await ws.send_json(
+            {"id": "c", "method": "order.cancel", "params": {"order_id": placed["result"]["order_id"]}}
+        )
+        assert (await ws.receive_json(timeout=15))["result"]["cancel"] == "requested"
+    assert answers[8]["order_id"] == answers[0]["order_id"] and answers[8]["duplicate"]
+    assert answers[9]["order_id"] == answers[3]["order_id"] and answers[9]["duplicate"]
+    assert len({answers[n]["order_id"] for n in range(8)}) == 8 and first != answers[0]["order_id"]
+    msgs = await read(gateway["bootstrap"], gateway["prefix"] + "order.commands", 10**6, timeout=5)
+    cmds = [c for m in msgs if m.key == b"A" for c in [CODEC.decode(m.value)]]
+    placed_ids = [
+        c.client_order_id
+        for c in cmds
+        if isinstance(c, r.SubmitOrder) and c.client_order_id.startswith("pipe")
+    ]
+    assert sorted(placed_ids) == sorted({*cids, "pipe-x"})
+    kinds = [type(c).__name__ for c in cmds if c.order_id == placed["result"]["order_id"]]
+    assert kinds == ["SubmitOrder", "CancelOrder"]
 
 
 async def test_the_rate_limit_answers_429_and_recovers(gateway: dict[str, Any]) -> None:

@@ -177,6 +177,90 @@ class PostKillSwitch(BaseModel):
     reason: str = Field(min_length=1, max_length=200)
 
 
+class Answer(BaseModel):
+    """A successful answer: the `result` of a WebSocket reply, or a REST 200 body."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class OrderPlaced(Answer):
+    order_id: str
+    client_order_id: str
+    duplicate: bool = Field(
+        description="True when this client_order_id was placed before: the original order."
+    )
+
+
+class CancelRequested(Answer):
+    order_id: str
+    cancel: Literal["requested"]
+
+
+class ReplaceRequested(Answer):
+    order_id: str
+    replace: Literal["requested"]
+
+
+class OrderView(Answer):
+    order_id: str
+    client_order_id: str
+    symbol: str
+    state: dict[str, Any] | None = Field(
+        description="The latest execution report as stored (null until one)."
+    )
+
+
+class OrderList(Answer):
+    orders: list[dict[str, Any]]
+
+
+class HistoryPage(Answer):
+    orders: list[dict[str, Any]]
+    next: str | None = Field(description="Pass as `before` for the next (older) page; null on the last.")
+
+
+class Balance(Answer):
+    free: str
+    held: str
+
+
+class Balances(Answer):
+    balances: dict[str, Balance]
+
+
+class AccountCreated(Answer):
+    account_id: str
+    key_id: str
+    secret: str = Field(description="Shown once; stored only encrypted.")
+    permissions: list[str]
+
+
+class CommandSent(Answer):
+    command_id: str
+
+
+class KillSwitchSent(CommandSent):
+    scope: str
+    target: str
+    engaged: bool
+
+
+RESPONSES: dict[str, type[Answer]] = {
+    "order.place": OrderPlaced,
+    "order.basket": OrderPlaced,
+    "order.cancel": CancelRequested,
+    "order.replace": ReplaceRequested,
+    "order.get": OrderView,
+    "orders.open": OrderList,
+    "orders.history": HistoryPage,
+    "balances.get": Balances,
+    "admin.account": AccountCreated,
+    "admin.deposit": CommandSent,
+    "admin.withdraw": CommandSent,
+    "admin.kill_switch": KillSwitchSent,
+}
+
+
 def check_increments(instrument: r.Instrument, quantity: Decimal | None, **prices: Decimal | None) -> None:
     """A quantity off the lot size (40012) or a price off the tick size (40011) is refused."""
     if quantity is not None and quantity % instrument.lot_size:
@@ -269,7 +353,6 @@ def openapi() -> dict[str, Any]:
             }
         },
     }
-    ok = {"description": "ok", "content": {"application/json": {"schema": {"type": "object"}}}}
     document = {
         "openapi": "3.1.0",
         "info": {"title": "Orderstream gateway", "version": "1"},
@@ -278,13 +361,13 @@ def openapi() -> dict[str, Any]:
                 "get": {
                     "operationId": "orders.open",
                     "parameters": signed,
-                    "responses": {"200": ok, "401": error},
+                    "responses": {"401": error},
                 },
                 "post": {
                     "operationId": "order.place",
                     "parameters": signed,
                     "requestBody": body(PlaceOrder),
-                    "responses": {"200": ok, "400": error, "401": error, "429": error},
+                    "responses": {"400": error, "401": error, "429": error},
                 },
             },
             "/api/v1/orders/{order_id}": {
@@ -294,7 +377,7 @@ def openapi() -> dict[str, Any]:
                         *signed,
                         {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
                     ],
-                    "responses": {"200": ok, "401": error, "404": error},
+                    "responses": {"401": error, "404": error},
                 },
                 "patch": {
                     "operationId": "order.replace",
@@ -303,7 +386,7 @@ def openapi() -> dict[str, Any]:
                         {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
                     ],
                     "requestBody": body(ReplaceOrder),
-                    "responses": {"200": ok, "400": error, "401": error, "404": error},
+                    "responses": {"400": error, "401": error, "404": error},
                 },
                 "delete": {
                     "operationId": "order.cancel",
@@ -311,7 +394,7 @@ def openapi() -> dict[str, Any]:
                         *signed,
                         {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
                     ],
-                    "responses": {"200": ok, "401": error, "404": error},
+                    "responses": {"401": error, "404": error},
                 },
             },
             "/api/v1/history": {
@@ -329,14 +412,14 @@ def openapi() -> dict[str, Any]:
                             )
                         ),
                     ],
-                    "responses": {"200": ok, "400": error, "401": error},
+                    "responses": {"400": error, "401": error},
                 }
             },
             "/api/v1/balances": {
                 "get": {
                     "operationId": "balances.get",
                     "parameters": signed,
-                    "responses": {"200": ok, "401": error},
+                    "responses": {"401": error},
                 }
             },
             "/api/v1/admin/kill-switch": {
@@ -344,7 +427,7 @@ def openapi() -> dict[str, Any]:
                     "operationId": "admin.kill_switch",
                     "parameters": signed,
                     "requestBody": body(PostKillSwitch),
-                    "responses": {"200": ok, "400": error, "403": error},
+                    "responses": {"400": error, "403": error},
                 }
             },
             "/api/v1/baskets": {
@@ -352,7 +435,7 @@ def openapi() -> dict[str, Any]:
                     "operationId": "order.basket",
                     "parameters": signed,
                     "requestBody": body(PlaceBasket),
-                    "responses": {"200": ok, "400": error, "401": error, "429": error},
+                    "responses": {"400": error, "401": error, "429": error},
                 }
             },
             "/api/v1/admin/accounts": {
@@ -360,7 +443,7 @@ def openapi() -> dict[str, Any]:
                     "operationId": "admin.account",
                     "parameters": signed,
                     "requestBody": body(CreateAccount),
-                    "responses": {"200": ok, "400": error, "403": error},
+                    "responses": {"400": error, "403": error},
                 }
             },
             "/api/v1/admin/deposits": {
@@ -368,7 +451,7 @@ def openapi() -> dict[str, Any]:
                     "operationId": "admin.deposit",
                     "parameters": signed,
                     "requestBody": body(PostDeposit),
-                    "responses": {"200": ok, "400": error, "403": error},
+                    "responses": {"400": error, "403": error},
                 }
             },
             "/api/v1/admin/withdrawals": {
@@ -376,10 +459,19 @@ def openapi() -> dict[str, Any]:
                     "operationId": "admin.withdraw",
                     "parameters": signed,
                     "requestBody": body(PostWithdrawal),
-                    "responses": {"200": ok, "400": error, "403": error},
+                    "responses": {"400": error, "403": error},
                 }
             },
         },
     }
+    for ops in document["paths"].values():  # type: ignore[attr-defined]
+        for op in ops.values():
+            model = RESPONSES[op["operationId"]]
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(schema.pop("$defs", {}))
+            op["responses"]["200"] = {
+                "description": model.__name__,
+                "content": {"application/json": {"schema": schema}},
+            }
     document["components"] = {"schemas": components}
     return document

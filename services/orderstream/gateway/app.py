@@ -12,6 +12,7 @@ gateway's own MongoDB collections.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import logging.config
@@ -19,7 +20,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -27,7 +28,6 @@ from cryptography.fernet import Fernet
 from motor.motor_asyncio import AsyncIOMotorClient
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ValidationError
-from pymongo.errors import DuplicateKeyError
 
 from orderstream.collector.history import order_history
 from orderstream.common import records as r
@@ -40,10 +40,29 @@ from orderstream.gateway.auth import Keys, Principal, Verifier
 from orderstream.gateway.errors import ApiError, validation_error
 from orderstream.gateway.ratelimit import Buckets
 from orderstream.gateway.settings import GatewaySettings
+from orderstream.gateway.submitter import Item, Submitter
 
 log = logging.getLogger(__name__)
+ACCESS = logging.getLogger("orderstream.gateway.access")
 
 REQUESTS = Counter("orderstream_gateway_requests", "API requests", ["method", "code"])
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[dict[str, Any]]])
+
+
+def answers(op: str) -> Callable[[F], F]:
+    """Check what an operation answers against its documented model (api.RESPONSES) before it is sent."""
+    model = api.RESPONSES[op]
+
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        async def checked(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            return model.model_validate(await fn(*args, **kwargs)).model_dump(mode="json")
+
+        return cast(F, checked)
+
+    return wrap
 
 
 class Connection:
@@ -55,6 +74,8 @@ class Connection:
         self.principal: Principal | None = None
         self.user_stream = False
         self.markets: dict[str, int] = {}  # symbol -> md sequence of the snapshot it was sent
+        self.in_flight = asyncio.Semaphore(PIPELINE_DEPTH)  # orders awaiting the broker, per connection
+        self.tasks: set[asyncio.Task[None]] = set()
         self.sender = asyncio.get_running_loop().create_task(self._drain())
 
     def push(self, msg: dict[str, Any]) -> bool:
@@ -83,6 +104,7 @@ class Gateway:
         self.market_subscribers: dict[str, set[Connection]] = {}
         self.orders: Any = self.db["gateway_orders"]
         self.producer: AIOKafkaProducer | None = None
+        self.submitter = Submitter(self.orders, self.send_batch)
         self.connections: dict[str, set[Connection]] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -118,6 +140,7 @@ class Gateway:
             loop.create_task(self.depth.follow()),
             loop.create_task(self._reports()),
             loop.create_task(self._market_data()),
+            loop.create_task(self.submitter.run()),
         ]
 
     async def stop(self, _: web.Application) -> None:
@@ -201,6 +224,7 @@ class Gateway:
             "snapshot": snapshot.model_dump(mode="json") if snapshot is not None else None,
         }
 
+    @answers("orders.open")
     async def open_orders(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("read")
         live = ["NEW", "ACCEPTED", "PARTIALLY_FILLED", "TRIGGERED", "REPLACED"]
@@ -211,6 +235,7 @@ class Gateway:
         )
         return {"orders": [jsonable(d) for d in docs]}
 
+    @answers("orders.history")
     async def history(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("read")
         q = parse(api.History, params)
@@ -219,6 +244,7 @@ class Gateway:
         )
         return {"orders": [jsonable(d) for d in page.orders], "next": page.next_cursor}
 
+    @answers("balances.get")
     async def balances(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         """Free and held per asset: the newest collateral event of each (collector's balance_history)."""
         who.require("read")
@@ -257,6 +283,15 @@ class Gateway:
 
     # -- operations (REST and WebSocket) --------------------------------------------
 
+    async def send_batch(self, items: list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]) -> None:
+        """Send records in order and wait once for the broker's acks of all of them."""
+        assert self.producer is not None
+        acks = [
+            await self.producer.send(topic, value, key=key, headers=headers)
+            for topic, key, value, headers in items
+        ]
+        await asyncio.gather(*acks)
+
     async def send(self, topic: str, key: str, record: Any, request_id: str) -> None:
         assert topic in WRITES, topic
         assert self.producer is not None
@@ -268,21 +303,32 @@ class Gateway:
         )
 
     async def place(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await (await self.place_pending(who, params, request_id))
+
+    async def place_pending(
+        self, who: Principal, params: dict[str, Any], request_id: str
+    ) -> Awaitable[dict[str, Any]]:
+        """Validate and queue an order now (in request order); the awaitable answers once it is sent."""
         who.require("trade")
         self.take_order_token(who)
         o = parse(api.PlaceOrder, params)
         await self.instruments_ready()
         api.check_instrument(o, self.instruments.get(o.symbol))
-        return await self.submit(who, o.symbol, request_id, r.SubmitOrder, o.model_dump())
+        return self.submit(who, o.symbol, request_id, r.SubmitOrder, o.model_dump())
 
     async def place_basket(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await (await self.place_basket_pending(who, params, request_id))
+
+    async def place_basket_pending(
+        self, who: Principal, params: dict[str, Any], request_id: str
+    ) -> Awaitable[dict[str, Any]]:
         who.require("trade")
         self.take_order_token(who)
         b = parse(api.PlaceBasket, params)
         await self.instruments_ready()
         api.check_basket(b, self.instruments)
         legs = [leg.symbol for leg in b.legs]
-        return await self.submit(who, BASKET, request_id, r.SubmitBasket, b.model_dump(), legs=legs)
+        return self.submit(who, BASKET, request_id, r.SubmitBasket, b.model_dump(), legs=legs)
 
     def take_order_token(self, who: Principal) -> None:
         retry = self.buckets.take(who.key_id)
@@ -299,7 +345,7 @@ class Gateway:
         if not self.instruments.ready.is_set():
             await asyncio.wait_for(self.instruments.wait(), 10)
 
-    async def submit(
+    def submit(
         self,
         who: Principal,
         symbol: str,
@@ -307,8 +353,8 @@ class Gateway:
         kind: type[r.SubmitOrder | r.SubmitBasket],
         fields: dict[str, Any],
         **extra: Any,
-    ) -> dict[str, Any]:
-        """Send the command once per (account, client_order_id); a repeat gets the original order id."""
+    ) -> Awaitable[dict[str, Any]]:
+        """Queue the command once per (account, client_order_id); a repeat gets the original order id."""
         client_order_id = fields["client_order_id"]
         order_id = f"{symbol}-{uuid.uuid4().hex[:16]}"
         doc = {
@@ -320,12 +366,6 @@ class Gateway:
             "ts": time.time(),
             **extra,
         }
-        try:
-            await self.orders.insert_one(doc)
-        except DuplicateKeyError:
-            original = await self.orders.find_one({"_id": doc["_id"]})
-            assert original is not None
-            return {"order_id": original["order_id"], "client_order_id": client_order_id, "duplicate": True}
         command = kind(
             command_id=f"gw-{uuid.uuid4().hex}",
             ts_event=time.time_ns(),
@@ -333,15 +373,38 @@ class Gateway:
             order_id=order_id,
             **fields,
         )
-        await self.send("order.commands", who.account_id, command, request_id)
-        return {"order_id": order_id, "client_order_id": client_order_id, "duplicate": False}
+        sent = self.enqueue("order.commands", who.account_id, command, request_id, doc)
+
+        async def answer() -> dict[str, Any]:
+            result = await sent
+            placed = api.OrderPlaced(
+                order_id=result["order_id"], client_order_id=client_order_id, duplicate=result["duplicate"]
+            )
+            return placed.model_dump(mode="json")
+
+        return answer()
+
+    def enqueue(
+        self, topic: str, key: str, record: Any, request_id: str, doc: dict[str, Any] | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """An order command into the group commit (common order with every other order command)."""
+        assert topic in WRITES, topic
+        return self.submitter.enqueue(
+            Item(
+                self.settings.topic(topic),
+                key.encode(),
+                self.codec.encode(record),
+                [("x-request-id", request_id.encode())],
+                doc,
+            )
+        )
 
     async def order_doc(self, who: Principal, order_id: str, *, to_change: bool = False) -> dict[str, Any]:
         """The caller's order; a basket's child `<basket id>/<leg>` is found through its basket."""
         parent_id, _, leg = order_id.partition("/")
-        doc: dict[str, Any] | None = await self.orders.find_one(
-            {"order_id": parent_id, "account_id": who.account_id}
-        )
+        doc: dict[str, Any] | None = self.submitter.pending(parent_id)
+        if doc is None or doc["account_id"] != who.account_id:
+            doc = await self.orders.find_one({"order_id": parent_id, "account_id": who.account_id})
         if doc is not None and leg:
             legs = doc.get("legs") or []
             doc = (
@@ -365,11 +428,12 @@ class Gateway:
             )
         return doc
 
+    @answers("order.cancel")
     async def cancel(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         who.require("trade")
         c = parse(api.CancelOrder, params)
         doc = await self.order_doc(who, c.order_id, to_change=True)
-        await self.send(
+        await self.enqueue(
             "order.commands",
             who.account_id,
             r.CancelOrder(
@@ -384,6 +448,7 @@ class Gateway:
         )
         return {"order_id": c.order_id, "cancel": "requested"}
 
+    @answers("order.replace")
     async def replace(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         who.require("trade")
         c = parse(api.ReplaceOrder, params)
@@ -391,7 +456,7 @@ class Gateway:
         instrument = self.instruments.get(doc["symbol"])
         if instrument is not None:
             api.check_increments(instrument, c.quantity, price=c.price)
-        await self.send(
+        await self.enqueue(
             "order.commands",
             who.account_id,
             r.ReplaceOrder(
@@ -408,6 +473,7 @@ class Gateway:
         )
         return {"order_id": c.order_id, "replace": "requested"}
 
+    @answers("order.get")
     async def get(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("read")
         c = parse(api.CancelOrder, params)
@@ -420,6 +486,7 @@ class Gateway:
             "state": jsonable(state) if state else None,
         }
 
+    @answers("admin.account")
     async def create_account(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("admin")
         a = parse(api.CreateAccount, params)
@@ -433,6 +500,7 @@ class Gateway:
         key_id, secret = await self.keys.create_key(a.account_id, a.permissions)
         return {"account_id": a.account_id, "key_id": key_id, "secret": secret, "permissions": a.permissions}
 
+    @answers("admin.deposit")
     async def deposit(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         who.require("admin")
         d = parse(api.PostDeposit, params)
@@ -447,6 +515,7 @@ class Gateway:
             ),
         )
 
+    @answers("admin.withdraw")
     async def withdraw(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         """Accepted here means sent: collateral answers Withdrawn or WithdrawalRejected on the user stream."""
         who.require("admin")
@@ -462,6 +531,7 @@ class Gateway:
             ),
         )
 
+    @answers("admin.kill_switch")
     async def kill_switch(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         """Engage or lift a kill switch; the router applies it to new orders (compacted risk.commands)."""
         who.require("admin")
@@ -534,10 +604,10 @@ def rest(
                 params = dict(request.query)
             args = (gw, who, params, request_id) if with_request_id else (gw, who, params)
             result = await op(*args)
-            REQUESTS.labels(request.path, "0").inc()
+            REQUESTS.labels(route(request), "0").inc()
             return web.json_response(result, headers={"X-Request-Id": request_id})
         except ApiError as e:
-            REQUESTS.labels(request.path, str(e.code)).inc()
+            REQUESTS.labels(route(request), str(e.code)).inc()
             log.info(
                 "request refused", extra={"request_id": request_id, "code": e.code, "path": request.path}
             )
@@ -546,6 +616,45 @@ def rest(
             )
 
     return handler
+
+
+def route(request: web.Request) -> str:
+    """The route's template (`/api/v1/orders/{order_id}`): a bounded label, unlike the path."""
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "(no route)"
+
+
+@web.middleware
+async def access_log(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """One JSON log line per HTTP request (a WebSocket's when it closes), with the request id the command
+    carried in its `x-request-id` header; never the signature or a secret."""
+    started = time.perf_counter()
+    status = 500
+    response: web.StreamResponse | None = None
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        if request.path not in ("/healthz", "/metrics"):
+            ACCESS.info(
+                "http request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "route": route(request),
+                    "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "request_id": response.headers.get("X-Request-Id") if response is not None else None,
+                    "key": request.headers.get("X-OS-KEY"),
+                    "remote": request.remote,
+                },
+            )
 
 
 # -- WebSocket ----------------------------------------------------------------------
@@ -562,8 +671,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 if msg.type == WSMsgType.BINARY:
                     conn.push(error_frame(None, ApiError(40002, "frames must be JSON text")))
                 continue
-            if not conn.push(await answer(gw, conn, msg.data)):
-                await gw._drop_slow(conn)  # its replies pile up unread: same as a slow stream
+            reply = await answer(gw, conn, msg.data)
+            if isinstance(reply, dict):
+                if not conn.push(reply):
+                    await gw._drop_slow(conn)  # its replies pile up unread: same as a slow stream
+            else:  # an order queued for the broker: answered when it is sent, while later frames are read
+                await conn.in_flight.acquire()
+                task = asyncio.get_running_loop().create_task(deliver(gw, conn, reply))
+                conn.tasks.add(task)
+                task.add_done_callback(conn.tasks.discard)
     finally:
         gw._forget(conn)
         if conn.queue.full():
@@ -573,11 +689,30 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+async def deliver(gw: Gateway, conn: Connection, reply: Awaitable[dict[str, Any]]) -> None:
+    try:
+        frame = await reply
+    finally:
+        conn.in_flight.release()
+    if not conn.push(frame):
+        await gw._drop_slow(conn)
+
+
+async def pipelined(rid: Any, pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    try:
+        return {"id": rid, "result": await pending}
+    except Exception:  # the batch could not be written: the order was not accepted, and the client hears so
+        log.exception("order not accepted")
+        return error_frame(
+            rid, ApiError(50001, "the order could not be stored or sent; it was not accepted", status=503)
+        )
+
+
 def error_frame(rid: Any, e: ApiError) -> dict[str, Any]:
     return {"id": rid, "error": e.body()}
 
 
-async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any]:
+async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any] | Awaitable[dict[str, Any]]:
     rid = None
     try:
         if len(text.encode()) > gw.settings.max_frame_bytes:
@@ -635,6 +770,8 @@ async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any]:
             conn.markets.pop(sub.symbol, None)
             gw.market_subscribers.get(sub.symbol, set()).discard(conn)
             return {"id": rid, "result": {"stream": "market", "symbol": sub.symbol, "subscribed": False}}
+        if method in PIPELINED:
+            return pipelined(rid, await PIPELINED[method](gw, conn.principal, params, request_id))
         return {"id": rid, "result": await WS_METHODS[method](gw, conn.principal, params, request_id)}
     except ApiError as e:
         return error_frame(rid, e)
@@ -674,6 +811,11 @@ WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "orders.history": _read(Gateway.history),
     "balances.get": _read(Gateway.balances),
 }
+PIPELINED: dict[str, Callable[..., Awaitable[Awaitable[dict[str, Any]]]]] = {
+    "order.place": Gateway.place_pending,
+    "order.basket": Gateway.place_basket_pending,
+}
+PIPELINE_DEPTH = 256  # orders of one connection queued for the broker before its frames wait
 KNOWN_METHODS = frozenset({"auth.login", "subscribe", "unsubscribe", *WS_METHODS})
 
 
@@ -704,7 +846,7 @@ async def openapi(_: web.Request) -> web.Response:
 def build(settings: GatewaySettings | None = None) -> web.Application:
     """The gateway application, ready to run."""
     gw = Gateway(settings or GatewaySettings())
-    app = web.Application(client_max_size=gw.settings.max_frame_bytes)
+    app = web.Application(client_max_size=gw.settings.max_frame_bytes, middlewares=[access_log])
     app[GATEWAY] = gw
     app.on_startup.append(gw.start)
     app.on_cleanup.append(gw.stop)

@@ -1,0 +1,111 @@
+"""Group commit of order commands: whatever queued while the last batch was written goes out together.
+
+Every order command of the gateway (place, basket, cancel, replace) is queued here in the order
+the requests were read. One task takes everything queued (up to `max_batch`), stores the new
+orders' idempotency documents with one `insert_many` (unordered: a repeated client_order_id
+fails alone with a duplicate-key error and is answered with the original order), then sends
+the commands of the batch to Kafka in queue order and waits for the broker's acks (acks=all)
+once for all of them. So a cancel queued after its order is sent after it, and the cost of a
+MongoDB round trip and a broker round trip is shared by the whole batch.
+
+While a new order is queued or being written, `pending(order_id)` finds its document, so a
+cancel that follows it at once is not refused as unknown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymongo.errors import BulkWriteError
+
+log = logging.getLogger(__name__)
+
+DUPLICATE_KEY = 11000
+
+Send = Callable[[list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]], Awaitable[None]]
+
+
+@dataclass
+class Item:
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    doc: dict[str, Any] | None  # the idempotency document of a new order; None for cancel and replace
+    future: asyncio.Future[dict[str, Any]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Submitter:
+    def __init__(self, collection: Any, send: Send, max_batch: int = 1000) -> None:
+        self.collection = collection
+        self.send = send
+        self.max_batch = max_batch
+        self.queue: deque[Item] = deque()
+        self.wake = asyncio.Event()
+        self._pending: dict[str, dict[str, Any]] = {}
+        self.batches = 0
+        self.items = 0
+
+    def pending(self, order_id: str) -> dict[str, Any] | None:
+        return self._pending.get(order_id)
+
+    def enqueue(self, item: Item) -> asyncio.Future[dict[str, Any]]:
+        """Queue a command; the future gives {"order_id", "duplicate"} once it is on the broker."""
+        if item.doc is not None:
+            self._pending[item.doc["order_id"]] = item.doc
+        self.queue.append(item)
+        self.wake.set()
+        return item.future
+
+    async def run(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.queue:
+                batch = [self.queue.popleft() for _ in range(min(len(self.queue), self.max_batch))]
+                try:
+                    await self._write(batch)
+                except Exception as exc:  # the callers answer with an error; nothing was acknowledged
+                    log.exception("an order batch could not be written", extra={"orders": len(batch)})
+                    for item in batch:
+                        if not item.future.done():
+                            item.future.set_exception(exc)
+                finally:
+                    for item in batch:
+                        if item.doc is not None:
+                            self._pending.pop(item.doc["order_id"], None)
+
+    async def _write(self, batch: list[Item]) -> None:
+        self.batches += 1
+        self.items += len(batch)
+        new = [item for item in batch if item.doc is not None]
+        duplicates: dict[int, Item] = {}
+        if new:
+            try:
+                await self.collection.insert_many([item.doc for item in new], ordered=False)
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+                if other:
+                    raise
+                duplicates = {id(new[e["index"]]): new[e["index"]] for e in errors}
+        if duplicates:
+            ids = [item.doc["_id"] for item in duplicates.values() if item.doc is not None]
+            originals = {d["_id"]: d async for d in self.collection.find({"_id": {"$in": ids}})}
+            for item in duplicates.values():
+                assert item.doc is not None
+                original = originals[item.doc["_id"]]
+                item.future.set_result({"order_id": original["order_id"], "duplicate": True})
+        to_send = [item for item in batch if id(item) not in duplicates]
+        await self.send([(i.topic, i.key, i.value, i.headers) for i in to_send])
+        for item in to_send:
+            item.future.set_result(
+                {"order_id": item.doc["order_id"] if item.doc else None, "duplicate": False}
+            )
