@@ -42,6 +42,8 @@ def test_every_topic_is_a_channel_with_its_key_records_writers_and_readers() -> 
             if o["channel"]["$ref"] == f"#/channels/{t.name.replace('.', '_')}"
         }
         assert ops == {("send", s) for s in t.producers} | {("receive", s) for s in t.consumers}
+        dlq = doc["channels"][t.name.replace(".", "_") + "_dlq"]
+        assert dlq["address"] == t.name + ".dlq" and set(dlq["messages"]) == {"DeadLetter"}
 
 
 @pytest.mark.parametrize("service", FAUST_SERVICES)

@@ -22,6 +22,25 @@ KEYS = {
     KeyKind.SCOPE: "`ACCOUNT:<account id>` or `SYMBOL:<symbol>` (UTF-8).",
 }
 DOCUMENT = Path("docs") / "asyncapi.yaml"
+DEAD_LETTER: dict[str, Any] = {
+    "name": "DeadLetter",
+    "title": "A dead-lettered record",
+    "summary": "The original key, value (bytes, as received) and headers, plus the error.",
+    "contentType": "application/octet-stream",
+    "headers": {
+        "type": "object",
+        "properties": {
+            "x-dlq-error": {"type": "string", "description": "What was wrong."},
+            "x-dlq-error-type": {"type": "string", "description": "The error's class."},
+            "x-dlq-source-topic": {"type": "string"},
+            "x-dlq-source-partition": {"type": "string"},
+            "x-dlq-source-offset": {"type": "string"},
+            "x-dlq-service": {"type": "string", "description": "The service that dead-lettered it."},
+        },
+        "required": ["x-dlq-error", "x-dlq-source-topic", "x-dlq-source-partition", "x-dlq-source-offset"],
+    },
+    "payload": {"type": "string", "format": "binary", "description": "The original value, unchanged."},
+}
 
 
 def _message_id(record: Any) -> str:
@@ -66,6 +85,36 @@ def document() -> dict[str, Any]:
             operations[f"{service}_sends_{cid}"] = _operation("send", cid, t, service)
         for service in t.consumers:
             operations[f"{service}_receives_{cid}"] = _operation("receive", cid, t, service)
+        dlq = _channel_id(dlq_name(t.name))
+        channels[dlq] = {
+            "address": dlq_name(t.name),
+            "title": dlq_name(t.name),
+            "description": f"Records of {t.name} that could not be decoded or handled, unchanged, with the "
+            "error in x-dlq-* headers. `orderstream dlq-replay` sends them back once.",
+            "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
+            "bindings": {
+                "kafka": {
+                    "topic": dlq_name(t.name),
+                    "topicConfiguration": {"cleanup.policy": ["delete"]},
+                    "bindingVersion": "0.5.0",
+                }
+            },
+        }
+        for service in t.consumers:
+            operations[f"{service}_dead_letters_{cid}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{dlq}"},
+                "summary": f"{service} dead-letters a record of {t.name}",
+                "tags": [{"name": service}],
+                "messages": [{"$ref": f"#/channels/{dlq}/messages/DeadLetter"}],
+            }
+        operations[f"operator_replays_{dlq}"] = {
+            "action": "receive",
+            "channel": {"$ref": f"#/channels/{dlq}"},
+            "summary": f"orderstream dlq-replay reads {dlq_name(t.name)}",
+            "tags": [{"name": "operator"}],
+            "messages": [{"$ref": f"#/channels/{dlq}/messages/DeadLetter"}],
+        }
     return {
         "asyncapi": "3.0.0",
         "info": {
@@ -90,7 +139,7 @@ def document() -> dict[str, Any]:
         },
         "channels": channels,
         "operations": operations,
-        "components": {"messages": messages},
+        "components": {"messages": {**messages, "DeadLetter": DEAD_LETTER}},
     }
 
 

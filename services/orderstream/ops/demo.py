@@ -65,6 +65,10 @@ class Trader:
         return seqs[max(seqs)]
 
 
+def plain(value: D) -> str:
+    return format(value.normalize(), "f")
+
+
 @dataclass
 class Stats:
     placed: int = 0
@@ -77,11 +81,13 @@ class Stats:
     def top(self) -> str:
         bid = max(self.book["BID"], default=None)
         ask = min(self.book["ASK"], default=None)
-        return (
-            (f"bid {bid} x {self.book['BID'][bid]}" if bid is not None else "bid -")
-            + " / "
-            + (f"ask {ask} x {self.book['ASK'][ask]}" if ask is not None else "ask -")
-        )
+
+        def level(side: str, price: D | None) -> str:
+            if price is None:
+                return f"{side.lower()} -"
+            return f"{side.lower()} {plain(price)} x {plain(self.book[side][price])}"
+
+        return f"{level('BID', bid)} / {level('ASK', ask)}"
 
     def pct(self, q: float) -> float:
         if len(self.latencies) < 2:
