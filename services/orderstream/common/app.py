@@ -140,8 +140,13 @@ class Service:
         async def partitions_moved(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
             self.sequencer.reset()  # positions are the committed offsets again
 
+        async def assigned(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
+            self.assignments += 1
+
         self.app.on_partitions_revoked.connect(partitions_moved)
         self.app.on_partitions_assigned.connect(partitions_moved)
+        self.app.on_partitions_assigned.connect(assigned)
+        self.assignments = 0  # rebalances this worker has been through (0: not yet part of its group)
         setup_prometheus_sensors(self.app, pattern="/metrics", name_prefix=f"faust_{self.name}")
         self._dlqs: dict[str, faust.TopicT] = {}
         self._started = time.time()
@@ -301,8 +306,10 @@ class Service:
                 if consumer_up else []
             body = {
                 "service": service.name,
-                "status": "ok" if consumer_up and not app.rebalancing else "starting",
+                # ready once it has joined its group: before its first assignment a worker reads nothing
+                "status": "ok" if consumer_up and service.assignments and not app.rebalancing else "starting",
                 "rebalancing": bool(app.rebalancing),
+                "assignments": service.assignments,
                 "assigned_partitions": len(assigned),
                 "assigned": assigned,
                 "uptime_s": round(time.time() - service._started, 1),
