@@ -174,7 +174,8 @@ async def test_a_placed_order_is_an_avro_record_on_order_commands_once(gateway: 
     msgs = await read(gateway["bootstrap"], gateway["prefix"] + "order.commands", 10**6, timeout=5)
     mine = [(m, CODEC.decode(m.value)) for m in msgs]
     mine = [(m, c) for m, c in mine if isinstance(c, r.SubmitOrder) and c.client_order_id == "p1"]
-    assert len(mine) == 1
+    # the repeat sends the same command again (same command id, ignored downstream): one order
+    assert len(mine) == 2 and mine[0][1] == mine[1][1]
     msg, cmd = mine[0]
     assert (cmd.account_id, cmd.order_id, cmd.price, msg.key) == (
         "A",
@@ -321,9 +322,59 @@ async def test_pipelined_orders_are_sent_once_each_and_a_cancel_follows_its_orde
         for c in cmds
         if isinstance(c, r.SubmitOrder) and c.client_order_id.startswith("pipe")
     ]
-    assert sorted(placed_ids) == sorted({*cids, "pipe-x"})
+    assert set(placed_ids) == {*cids, "pipe-x"}
+    one_command_each = {
+        c.client_order_id: {c.command_id}
+        for c in cmds
+        if isinstance(c, r.SubmitOrder) and c.client_order_id in cids
+    }
+    assert all(len(ids) == 1 for ids in one_command_each.values())
     kinds = [type(c).__name__ for c in cmds if c.order_id == placed["result"]["order_id"]]
     assert kinds == ["SubmitOrder", "CancelOrder"]
+
+
+async def test_a_stored_order_whose_send_failed_reaches_the_broker_on_retry(
+    gateway: dict[str, Any], infra: Infra
+) -> None:
+    """The gateway stored the order's idempotency document, then its send failed: the client's retry
+    with the same client_order_id gets the original order id, and the original command is sent."""
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    command = r.SubmitOrder(
+        command_id="gw-lost-1",
+        ts_event=time.time_ns(),
+        account_id="A",
+        order_id="BTC-USD-lost1",
+        client_order_id="lost1",
+        symbol="BTC-USD",
+        side="BUY",
+        order_type="LIMIT",
+        time_in_force="GTC",
+        quantity=Decimal("0.01"),
+        price=Decimal(30000),
+    )
+    db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]
+    await db["gateway_orders"].insert_one(
+        {
+            "_id": "A|lost1",
+            "order_id": "BTC-USD-lost1",
+            "account_id": "A",
+            "client_order_id": "lost1",
+            "symbol": "BTC-USD",
+            "ts": time.time(),
+            "command": CODEC.encode(command),
+            "topic": gateway["prefix"] + "order.commands",
+        }
+    )
+    async with aiohttp.ClientSession() as http:
+        status, _, answer = await gateway["A"].call(http, "POST", "/api/v1/orders", order("lost1"))
+    assert (status, answer) == (
+        200,
+        {"order_id": "BTC-USD-lost1", "client_order_id": "lost1", "duplicate": True},
+    )
+    msgs = await read(gateway["bootstrap"], gateway["prefix"] + "order.commands", 10**6, timeout=5)
+    resent = [CODEC.decode(m.value) for m in msgs if m.key == b"A"]
+    assert [c for c in resent if getattr(c, "client_order_id", None) == "lost1"] == [command]
 
 
 async def test_the_rate_limit_answers_429_and_recovers(gateway: dict[str, Any]) -> None:

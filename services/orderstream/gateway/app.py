@@ -704,7 +704,13 @@ async def pipelined(rid: Any, pending: Awaitable[dict[str, Any]]) -> dict[str, A
     except Exception:  # the batch could not be written: the order was not accepted, and the client hears so
         log.exception("order not accepted")
         return error_frame(
-            rid, ApiError(50001, "the order could not be stored or sent; it was not accepted", status=503)
+            rid,
+            ApiError(
+                50001,
+                "the order could not be confirmed; send it again with the same client_order_id "
+                "(a repeat is never a second order)",
+                status=503,
+            ),
         )
 
 

@@ -8,6 +8,10 @@ the commands of the batch to Kafka in queue order and waits for the broker's ack
 once for all of them. So a cancel queued after its order is sent after it, and the cost of a
 MongoDB round trip and a broker round trip is shared by the whole batch.
 
+The idempotency document keeps the encoded command, and a repeat sends it again (same command
+id, which the services ignore when they already have it): so an order whose document was stored
+but whose send failed is not lost when the client retries, and is never placed twice.
+
 While a new order is queued or being written, `pending(order_id)` finds its document, so a
 cancel that follows it at once is not refused as unknown.
 """
@@ -59,6 +63,7 @@ class Submitter:
     def enqueue(self, item: Item) -> asyncio.Future[dict[str, Any]]:
         """Queue a command; the future gives {"order_id", "duplicate"} once it is on the broker."""
         if item.doc is not None:
+            item.doc.update(command=item.value, topic=item.topic)
             self._pending[item.doc["order_id"]] = item.doc
         self.queue.append(item)
         self.wake.set()
@@ -96,16 +101,25 @@ class Submitter:
                 if other:
                     raise
                 duplicates = {id(new[e["index"]]): new[e["index"]] for e in errors}
+        originals: dict[str, dict[str, Any]] = {}
         if duplicates:
             ids = [item.doc["_id"] for item in duplicates.values() if item.doc is not None]
             originals = {d["_id"]: d async for d in self.collection.find({"_id": {"$in": ids}})}
-            for item in duplicates.values():
+        sends = []
+        for item in batch:
+            if id(item) not in duplicates:
+                sends.append((item.topic, item.key, item.value, item.headers))
+                continue
+            assert item.doc is not None
+            original = originals[item.doc["_id"]]
+            if original.get("command") is not None:  # again, in case the first send never got through
+                sends.append((original["topic"], item.key, bytes(original["command"]), item.headers))
+        await self.send(sends)
+        for item in batch:
+            if id(item) in duplicates:
                 assert item.doc is not None
-                original = originals[item.doc["_id"]]
-                item.future.set_result({"order_id": original["order_id"], "duplicate": True})
-        to_send = [item for item in batch if id(item) not in duplicates]
-        await self.send([(i.topic, i.key, i.value, i.headers) for i in to_send])
-        for item in to_send:
-            item.future.set_result(
-                {"order_id": item.doc["order_id"] if item.doc else None, "duplicate": False}
-            )
+                order_id = originals[item.doc["_id"]]["order_id"]
+                item.future.set_result({"order_id": order_id, "duplicate": True})
+            else:
+                order_id = item.doc["order_id"] if item.doc else None
+                item.future.set_result({"order_id": order_id, "duplicate": False})
