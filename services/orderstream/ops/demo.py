@@ -28,6 +28,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal as D
 from typing import Any
@@ -306,7 +307,7 @@ async def run(args: argparse.Namespace) -> int:
                 if all(D(got.get(a, {}).get("free", "0")) == v for a, v in DEPOSITS.items()):
                     break
                 await asyncio.sleep(0.5)
-        async with _sessions(http, traders) as market:
+        async with sessions(http, traders) as market:
             tasks = [asyncio.create_task(listen(t, stats)) for t in traders]
             tasks.append(asyncio.create_task(watch_book(market, stats, "BTC-USD")))
             started = time.monotonic()
@@ -345,27 +346,14 @@ async def run(args: argparse.Namespace) -> int:
             return await checks(http, traders, stats, time.monotonic() - started)
 
 
-class _sessions:
+@contextlib.asynccontextmanager
+async def sessions(http: aiohttp.ClientSession, traders: list[Trader]) -> AsyncIterator[Session]:
     """Every trader's logged-in session with its user stream, plus one market-data session."""
-
-    def __init__(self, http: aiohttp.ClientSession, traders: list[Trader]) -> None:
-        self.http, self.traders = http, traders
-        self.stack: list[Any] = []
-
-    async def __aenter__(self) -> Session:
-        for t in self.traders:
-            cm = t.client.session(self.http)
-            t.session = await cm.__aenter__()
-            self.stack.append(cm)
+    async with contextlib.AsyncExitStack() as stack:
+        for t in traders:
+            t.session = await stack.enter_async_context(t.client.session(http))
             await t.session.call("subscribe", {"stream": "user"})
-        cm = self.traders[0].client.session(self.http)
-        market = await cm.__aenter__()
-        self.stack.append(cm)
-        return market
-
-    async def __aexit__(self, *exc: Any) -> None:
-        for cm in reversed(self.stack):
-            await cm.__aexit__(None, None, None)
+        yield await stack.enter_async_context(traders[0].client.session(http))
 
 
 async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stats, elapsed: float) -> int:

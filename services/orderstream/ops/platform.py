@@ -77,16 +77,11 @@ def procfile(path: Path = PROCFILE) -> dict[str, list[str]]:
 
 
 def web_port(service: str, env: dict[str, str]) -> int:
-    """The service's /healthz port under `env` (its settings class decides)."""
+    """The service's /healthz port under `env`: its WEB_PORT setting, else its settings' default."""
     module, _, cls = SETTINGS[service].partition(":")
-    saved = dict(os.environ)
-    try:
-        os.environ.clear()
-        os.environ.update(env)
-        return int(getattr(importlib.import_module(module), cls)().web_port)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    given = env.get(f"ORDERSTREAM_{service.upper()}_WEB_PORT")
+    default = getattr(importlib.import_module(module), cls).model_fields["web_port"].default
+    return int(given) if given else int(default)
 
 
 # -- the supervisor -------------------------------------------------------------------
