@@ -16,4 +16,5 @@ class CollateralSettings(ServiceSettings):
 
     web_port: int = Field(6071, ge=0, le=65535, description="Port of /healthz and /metrics.")
     dedupe_window: int = Field(
-        50_000, ge=1, description="Source records remembered (with what they sent) to ignore a redelivery.")
+        50_000, ge=1, description="Source records remembered (with what they sent) to ignore a redelivery."
+    )

@@ -402,7 +402,7 @@ class Gateway:
     async def order_doc(self, who: Principal, order_id: str, *, to_change: bool = False) -> dict[str, Any]:
         """The caller's order; a basket's child `<basket id>/<leg>` is found through its basket."""
         parent_id, _, leg = order_id.partition("/")
-        doc: dict[str, Any] | None = self.submitter.pending(parent_id)
+        doc: dict[str, Any] | None = self.submitter.known(parent_id)
         if doc is None or doc["account_id"] != who.account_id:
             doc = await self.orders.find_one({"order_id": parent_id, "account_id": who.account_id})
         if doc is not None and leg:

@@ -12,15 +12,17 @@ The idempotency document keeps the encoded command, and a repeat sends it again 
 id, which the services ignore when they already have it): so an order whose document was stored
 but whose send failed is not lost when the client retries, and is never placed twice.
 
-While a new order is queued or being written, `pending(order_id)` finds its document, so a
-cancel that follows it at once is not refused as unknown.
+`known(order_id)` finds the document of an order this process queued: while it is queued or
+being written (so a cancel that follows at once is not refused as unknown), and afterwards
+among the last `remember` orders, so a cancel or a read of a recent order needs no MongoDB query
+(FerretDB scans a collection for any query not on `_id`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,18 +49,20 @@ class Item:
 
 
 class Submitter:
-    def __init__(self, collection: Any, send: Send, max_batch: int = 1000) -> None:
+    def __init__(self, collection: Any, send: Send, max_batch: int = 1000, remember: int = 50_000) -> None:
         self.collection = collection
         self.send = send
         self.max_batch = max_batch
         self.queue: deque[Item] = deque()
         self.wake = asyncio.Event()
         self._pending: dict[str, dict[str, Any]] = {}
+        self._recent: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._remember = remember
         self.batches = 0
         self.items = 0
 
-    def pending(self, order_id: str) -> dict[str, Any] | None:
-        return self._pending.get(order_id)
+    def known(self, order_id: str) -> dict[str, Any] | None:
+        return self._pending.get(order_id) or self._recent.get(order_id)
 
     def enqueue(self, item: Item) -> asyncio.Future[dict[str, Any]]:
         """Queue a command; the future gives {"order_id", "duplicate"} once it is on the broker."""
@@ -86,6 +90,17 @@ class Submitter:
                     for item in batch:
                         if item.doc is not None:
                             self._pending.pop(item.doc["order_id"], None)
+                            if (
+                                item.future.done()
+                                and not item.future.exception()
+                                and not item.future.result()["duplicate"]
+                            ):
+                                self._remember_doc(item.doc)
+
+    def _remember_doc(self, doc: dict[str, Any]) -> None:
+        self._recent[doc["order_id"]] = {k: v for k, v in doc.items() if k != "command"}
+        while len(self._recent) > self._remember:
+            self._recent.popitem(last=False)
 
     async def _write(self, batch: list[Item]) -> None:
         self.batches += 1

@@ -11,6 +11,7 @@ withdrawals. Clearing nets to zero once both sides of a trade are settled.
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -92,7 +93,7 @@ class Account:
     account_id: str
     free: dict[str, Decimal] = field(default_factory=dict)
     held: dict[str, Decimal] = field(default_factory=dict)
-    holds: dict[str, Hold] = field(default_factory=dict)
+    holds: MutableMapping[str, Hold] = field(default_factory=dict)  # by key only: never iterated
     lots: dict[str, list[Lot]] = field(default_factory=dict)
     fees: dict[str, Decimal] = field(default_factory=dict)
     lot_counter: int = 0
@@ -315,10 +316,22 @@ class Account:
                 self._consume(e.asset, -e.delta)
             else:
                 self._add(self.free, e.asset, e.delta)
-                self.lot_counter += 1
-                self.lots.setdefault(e.asset, []).append(
-                    Lot(f"{self.account_id}:{self.lot_counter}", e.delta, f"trade:{e.trade_id}", e.ts_event)
-                )
+                lots = self.lots.setdefault(e.asset, [])
+                if lots and lots[-1].source.startswith("trade"):
+                    # Proceeds of consecutive trades share one lot ("trades", from the first one's
+                    # time), so an active account's lots stay as few as its deposits, not its fills.
+                    lots[-1].remaining += e.delta
+                    lots[-1].source = "trades"
+                else:
+                    self.lot_counter += 1
+                    lots.append(
+                        Lot(
+                            f"{self.account_id}:{self.lot_counter}",
+                            e.delta,
+                            f"trade:{e.trade_id}",
+                            e.ts_event,
+                        )
+                    )
         for asset in (getattr(e, "asset", None),):
             if asset is not None and (self._free(asset) < 0 or self._held(asset) < 0):
                 raise LedgerError(f"{self.account_id} {asset} went negative after {e.event_id}")
@@ -376,11 +389,12 @@ class Account:
 
     # -- persistence ----------------------------------------------------------------
 
-    def to_doc(self) -> dict[str, Any]:
+    def to_doc(self, *, with_holds: bool = True) -> dict[str, Any]:
+        """The account as a document; `with_holds=False` leaves out the holds (stored one per document)."""
         return {
             "free": {a: str(v) for a, v in self.free.items()},
             "held": {a: str(v) for a, v in self.held.items()},
-            "holds": {o: h.to_doc() for o, h in self.holds.items()},
+            **({"holds": {o: h.to_doc() for o, h in self.holds.items()}} if with_holds else {}),
             "lots": {
                 a: [[x.lot_id, str(x.remaining), x.source, x.ts] for x in lots]
                 for a, lots in self.lots.items()
@@ -398,7 +412,7 @@ class Account:
             account_id,
             {a: Decimal(v) for a, v in d["free"].items()},
             {a: Decimal(v) for a, v in d["held"].items()},
-            {o: Hold.from_doc(h) for o, h in d["holds"].items()},
+            {o: Hold.from_doc(h) for o, h in d.get("holds", {}).items()},
             {a: [Lot(x[0], Decimal(x[1]), x[2], x[3]) for x in lots] for a, lots in d["lots"].items()},
             {a: Decimal(v) for a, v in d["fees"].items()},
             d["lot_counter"],
