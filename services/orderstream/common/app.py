@@ -16,6 +16,7 @@ Error policy (see ../shared/STYLE.md):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -63,9 +64,11 @@ BatchHandler = Callable[[list[tuple[Record, Delivery]]], Awaitable[None]]
 
 def hard_exit(exc: BaseException, delivery: Delivery) -> NoReturn:
     """Default reaction to a handler bug: log loudly, leave the record unacknowledged, exit."""
-    log.critical("handler failed; exiting before the record is acknowledged", exc_info=exc,
-                 extra={"topic": delivery.topic, "partition": delivery.partition,
-                        "offset": delivery.offset})
+    log.critical(
+        "handler failed; exiting before the record is acknowledged",
+        exc_info=exc,
+        extra={"topic": delivery.topic, "partition": delivery.partition, "offset": delivery.offset},
+    )
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stderr.flush()
@@ -95,7 +98,8 @@ class Output:
         the per-message channel and sensor machinery of `Topic.send`: a third of the cost.
         """
         await self._service.app.producer.send(
-            self._name, key.encode(), value, None, None, list((headers or {}).items()))
+            self._name, key.encode(), value, None, None, list((headers or {}).items())
+        )
         metrics.RECORDS_OUT.labels(self._service.settings.service, self.spec.name).inc()
 
 
@@ -161,8 +165,12 @@ class Service:
     def raw_topic(self, name: str, config: Mapping[str, str] | None = None) -> faust.TopicT:
         """A topic of raw bytes: decoding is ours, so a bad record can be dead-lettered."""
         return self.app.topic(
-            name, key_type=bytes, value_type=bytes, key_serializer="raw",
-            value_serializer="raw", config=dict(config or {}),
+            name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            config=dict(config or {}),
         )
 
     def output(self, topic: str) -> Output:
@@ -189,9 +197,15 @@ class Service:
         )
         await fut
         metrics.DEAD_LETTERS.labels(self.name, delivery.topic).inc()
-        log.warning("dead-lettered a record", extra={
-            "topic": delivery.topic, "partition": delivery.partition, "offset": delivery.offset,
-            "error": str(error)})
+        log.warning(
+            "dead-lettered a record",
+            extra={
+                "topic": delivery.topic,
+                "partition": delivery.partition,
+                "offset": delivery.offset,
+                "error": str(error),
+            },
+        )
 
     # -- agents ---------------------------------------------------------------
 
@@ -213,8 +227,9 @@ class Service:
 
         return register
 
-    def consume_batches(self, topics: Iterable[str], *, size: int, within_s: float
-                        ) -> Callable[[BatchHandler], BatchHandler]:
+    def consume_batches(
+        self, topics: Iterable[str], *, size: int, within_s: float
+    ) -> Callable[[BatchHandler], BatchHandler]:
         """Register `handler(batch)` for batches of up to `size` valid records, or what came in `within_s`.
 
         The batch's records are acknowledged only after the handler returns, so an offset is
@@ -224,9 +239,17 @@ class Service:
         self.reads.update(t.name for t in specs)
         sources = [self.raw_topic(self.settings.topic(t.name), topic_configs(t)) for t in specs]
         by_name = {self.settings.topic(t.name): t for t in specs}
-        source = sources[0] if len(sources) == 1 else self.app.topic(
-            *[s.get_topic_name() for s in sources], key_type=bytes, value_type=bytes,
-            key_serializer="raw", value_serializer="raw")
+        source = (
+            sources[0]
+            if len(sources) == 1
+            else self.app.topic(
+                *[s.get_topic_name() for s in sources],
+                key_type=bytes,
+                value_type=bytes,
+                key_serializer="raw",
+                value_serializer="raw",
+            )
+        )
 
         def register(handler: BatchHandler) -> BatchHandler:
             async def agent(stream: faust.StreamT[bytes]) -> None:
@@ -302,8 +325,11 @@ class Service:
         async def healthz(web: faust.web.View, request: faust.web.Request) -> faust.web.Response:
             app = service.app
             consumer_up = bool(app.consumer.started)
-            assigned = sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives()) \
-                if consumer_up else []
+            assigned = (
+                sorted(f"{tp.topic}:{tp.partition}" for tp in app.assignor.assigned_actives())
+                if consumer_up
+                else []
+            )
             body = {
                 "service": service.name,
                 # ready once it has joined its group: before its first assignment a worker reads nothing
@@ -321,6 +347,45 @@ class Service:
     def main(self) -> NoReturn:
         """Run the worker from the command line (`python -m orderstream.<service> worker`)."""
         if len(sys.argv) > 1 and sys.argv[1] == "worker":
+            asyncio.run(self.ensure_changelogs())
             for mirror in self.mirrors:
                 mirror.preload()
         self.app.main()
+
+    async def ensure_changelogs(self, timeout_s: float = 60.0) -> None:
+        """Create the tables' changelog topics and wait until the broker reports their partitions.
+
+        Faust creates them too, but on a fresh broker the first record can arrive before the
+        new topic's metadata has its partitions, and Faust then refuses the table write
+        (PartitionsMismatch, "has 0 partitions") and the worker exits.
+        """
+        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+        wanted = {
+            t.changelog_topic.get_topic_name(): t.partitions or self.settings.partitions
+            for t in self.app.tables.values()
+        }
+        if not wanted:
+            return
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            missing = set(wanted) - set(await admin.list_topics())
+            if missing:
+                await admin.create_topics(
+                    [
+                        NewTopic(name, wanted[name], 1, topic_configs={"cleanup.policy": "compact"})
+                        for name in sorted(missing)
+                    ]
+                )
+            deadline = time.monotonic() + timeout_s
+            while True:
+                described = await admin.describe_topics(list(wanted))
+                ready = {d["topic"] for d in described if len(d["partitions"]) == wanted[d["topic"]]}
+                if ready == set(wanted):
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"changelog topics not ready: {sorted(set(wanted) - ready)}")
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
