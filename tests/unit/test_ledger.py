@@ -307,27 +307,3 @@ def test_conservation_journal_and_holds_over_random_workloads(steps: list[tuple[
         hold = accounts[o.account_id].holds[o.order_id]  # type: ignore[attr-defined]
         need = cost(BTC, o.side, o.order_type, o.quantity - filled, o.price, None)  # type: ignore[attr-defined]
         assert need is not None and hold.amount == need[1]
-
-
-def test_holds_live_one_per_document_and_old_inline_holds_move_out() -> None:
-    """The collateral worker reads and writes only the holds a step touches (`Holds`)."""
-    from orderstream.collateral.app import Holds
-    from orderstream.common.state import Changes
-
-    old = funded("A", USD="100000")
-    o = submit("o1", "A", "BUY", "1", "30000")
-    old.hold_orders([o], INSTRUMENTS)
-    stored = {"a|A": old.to_doc()}  # an account document from before: holds inline
-
-    class Store:
-        def docs(self) -> dict[str, dict[str, object]]:
-            return stored
-
-    changes = Changes(Store())  # type: ignore[arg-type]
-    account = Account.from_doc("A", changes.get("a|A"))
-    account.holds = Holds(changes, "A", account.holds)
-    assert "o1" in account.holds and "nope" not in account.holds
-    changes.put("a|A", account.to_doc(with_holds=False))
-    account.holds.store()
-    assert "holds" not in changes.written["a|A"]  # type: ignore[operator]
-    assert set(changes.written) == {"a|A", "h|A|o1"}  # the inline hold moved out; "nope" wrote nothing

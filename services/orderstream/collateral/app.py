@@ -8,10 +8,9 @@ client hears why.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
 from typing import Any
 
-from orderstream.collateral.domain.ledger import Account, Hold
+from orderstream.collateral.domain.ledger import Account
 from orderstream.collateral.settings import CollateralSettings
 from orderstream.common import records as r
 from orderstream.common.app import Delivery, Service
@@ -33,74 +32,19 @@ def rejected(cmd: r.SubmitOrder | r.ReplaceOrder, reason: str, message: str) -> 
     return command_rejected(cmd, reason, message, "rej")
 
 
-class Holds(MutableMapping[str, Hold]):
-    """An account's holds, one document each (`h|<account>|<order id>`), read when a step asks.
-
-    A step touches the holds of the orders it is about, so what it reads and writes stays the
-    same size however many orders the account has open (the holds used to live in the account
-    document, which every step read and wrote whole). Holds still inside an older account
-    document are moved out the next time that account is stored.
-    """
-
-    def __init__(self, changes: Changes, account_id: str, inline: MutableMapping[str, Hold]) -> None:
-        self.changes, self.prefix = changes, f"h|{account_id}|"
-        self.loaded: dict[str, Hold | None] = dict(inline)
-        self.stored = set(inline)  # order ids that have a document (or sit in the old account document)
-
-    def __getitem__(self, order_id: str) -> Hold:
-        if order_id not in self.loaded:
-            doc = self.changes.get(self.prefix + order_id)
-            self.loaded[order_id] = None if doc is None else Hold.from_doc(doc["hold"])
-            if doc is not None:
-                self.stored.add(order_id)
-        hold = self.loaded[order_id]
-        if hold is None:
-            raise KeyError(order_id)
-        return hold
-
-    def __setitem__(self, order_id: str, hold: Hold) -> None:
-        self.loaded[order_id] = hold
-
-    def __delitem__(self, order_id: str) -> None:
-        self[order_id]  # KeyError when there is none
-        self.loaded[order_id] = None
-
-    def __iter__(self) -> Iterator[str]:
-        raise TypeError("holds are read by order id; they are not listed")
-
-    def __len__(self) -> int:
-        raise TypeError("holds are read by order id; they are not counted")
-
-    def store(self) -> None:
-        """Write back every hold this step read (holds change in place) or removed."""
-        for order_id, hold in self.loaded.items():
-            if hold is None:
-                if order_id in self.stored:
-                    self.changes.delete(self.prefix + order_id)
-            else:
-                self.changes.put(self.prefix + order_id, {"hold": hold.to_doc()})
-
-
 class CollateralWorker:
     def __init__(self, service: Service, settings: CollateralSettings) -> None:
         self.service = service
         outputs = {name: service.output(name) for name in (ORDER_EVENTS, FUNDED, EVENTS)}
         self.state = StateStore(service, "collateral-accounts", outputs, settings.dedupe_window)
         self.instruments = Mirror(service, "ref.instruments", r.Instrument)
-        service.health_extras.append(lambda: {"documents": self.state.loaded_count()})
+        service.health_extras.append(lambda: {"accounts": self.state.loaded_count()})
 
     def _account(self, changes: Changes, account_id: str) -> Account:
-        account = Account.from_doc(account_id, changes.get(f"a|{account_id}"))
-        account.holds = Holds(changes, account_id, account.holds)
-        return account
-
-    def _store(self, changes: Changes, account: Account) -> None:
-        changes.put(f"a|{account.account_id}", account.to_doc(with_holds=False))
-        assert isinstance(account.holds, Holds)
-        account.holds.store()
+        return Account.from_doc(account_id, changes.get(f"a|{account_id}"))
 
     def _events(self, changes: Changes, account: Account, events: list[Any]) -> list[Emit]:
-        self._store(changes, account)
+        changes.put(f"a|{account.account_id}", account.to_doc())
         return [Emit(EVENTS, account.account_id, e) for e in events]
 
     async def on_order_command(self, record: Record, delivery: Delivery) -> None:
@@ -115,7 +59,7 @@ class CollateralWorker:
             if isinstance(cmd, r.ReplaceOrder):
                 events, refusal = account.hold_replace(cmd, self.instruments.get(cmd.symbol))
                 if refusal is not None:
-                    self._store(changes, account)
+                    changes.put(f"a|{account.account_id}", account.to_doc())
                     return [Emit(ORDER_EVENTS, cmd.account_id, rejected(cmd, *refusal))]
                 return [*self._events(changes, account, events), Emit(FUNDED, cmd.account_id, cmd)]
             orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]

@@ -11,7 +11,6 @@ withdrawals. Clearing nets to zero once both sides of a trade are settled.
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -93,7 +92,7 @@ class Account:
     account_id: str
     free: dict[str, Decimal] = field(default_factory=dict)
     held: dict[str, Decimal] = field(default_factory=dict)
-    holds: MutableMapping[str, Hold] = field(default_factory=dict)  # by key only: never iterated
+    holds: dict[str, Hold] = field(default_factory=dict)
     lots: dict[str, list[Lot]] = field(default_factory=dict)
     fees: dict[str, Decimal] = field(default_factory=dict)
     lot_counter: int = 0
@@ -389,12 +388,11 @@ class Account:
 
     # -- persistence ----------------------------------------------------------------
 
-    def to_doc(self, *, with_holds: bool = True) -> dict[str, Any]:
-        """The account as a document; `with_holds=False` leaves out the holds (stored one per document)."""
+    def to_doc(self) -> dict[str, Any]:
         return {
             "free": {a: str(v) for a, v in self.free.items()},
             "held": {a: str(v) for a, v in self.held.items()},
-            **({"holds": {o: h.to_doc() for o, h in self.holds.items()}} if with_holds else {}),
+            "holds": {o: h.to_doc() for o, h in self.holds.items()},
             "lots": {
                 a: [[x.lot_id, str(x.remaining), x.source, x.ts] for x in lots]
                 for a, lots in self.lots.items()
@@ -412,7 +410,7 @@ class Account:
             account_id,
             {a: Decimal(v) for a, v in d["free"].items()},
             {a: Decimal(v) for a, v in d["held"].items()},
-            {o: Hold.from_doc(h) for o, h in d.get("holds", {}).items()},
+            {o: Hold.from_doc(h) for o, h in d["holds"].items()},
             {a: [Lot(x[0], Decimal(x[1]), x[2], x[3]) for x in lots] for a, lots in d["lots"].items()},
             {a: Decimal(v) for a, v in d["fees"].items()},
             d["lot_counter"],
