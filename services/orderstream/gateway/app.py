@@ -502,51 +502,44 @@ class Gateway:
 
     @answers("admin.deposit")
     async def deposit(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
-        who.require("admin")
-        d = parse(api.PostDeposit, params)
-        return await self.collateral_command(
-            request_id,
-            d.account_id,
-            lambda command_id: r.Deposit(
-                command_id=command_id,
-                ts_event=time.time_ns(),
-                source=d.source,
-                **d.model_dump(include={"account_id", "asset", "amount"}),
-            ),
-        )
+        command_id, _ = await self.admin_command(who, params, request_id, api.PostDeposit, r.Deposit)
+        return {"command_id": command_id}
 
     @answers("admin.withdraw")
     async def withdraw(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         """Accepted here means sent: collateral answers Withdrawn or WithdrawalRejected on the user stream."""
-        who.require("admin")
-        w = parse(api.PostWithdrawal, params)
-        return await self.collateral_command(
-            request_id,
-            w.account_id,
-            lambda command_id: r.Withdraw(
-                command_id=command_id,
-                ts_event=time.time_ns(),
-                destination=w.destination,
-                **w.model_dump(include={"account_id", "asset", "amount"}),
-            ),
-        )
+        command_id, _ = await self.admin_command(who, params, request_id, api.PostWithdrawal, r.Withdraw)
+        return {"command_id": command_id}
 
     @answers("admin.kill_switch")
     async def kill_switch(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         """Engage or lift a kill switch; the router applies it to new orders (compacted risk.commands)."""
-        who.require("admin")
-        k = parse(api.PostKillSwitch, params)
-        command_id = f"gw-{uuid.uuid4().hex}"
-        cmd = r.SetKillSwitch(command_id=command_id, ts_event=time.time_ns(), **k.model_dump())
-        await self.send("risk.commands", f"{k.scope}:{k.target}", cmd, request_id)
-        return {"command_id": command_id, "scope": str(k.scope), "target": k.target, "engaged": k.engaged}
+        command_id, k = await self.admin_command(who, params, request_id, api.PostKillSwitch, r.SetKillSwitch)
+        return {
+            "command_id": command_id,
+            "scope": str(k["scope"]),
+            "target": k["target"],
+            "engaged": k["engaged"],
+        }
 
-    async def collateral_command(
-        self, request_id: str, account_id: str, command: Callable[[str], r.Deposit | r.Withdraw]
-    ) -> dict[str, Any]:
+    async def admin_command(
+        self,
+        who: Principal,
+        params: dict[str, Any],
+        request_id: str,
+        body: type[BaseModel],
+        kind: type[r.Deposit | r.Withdraw | r.SetKillSwitch],
+    ) -> tuple[str, dict[str, Any]]:
+        """An admin request body (its fields are the command's) sent as that command; its id and fields."""
+        who.require("admin")
+        fields = parse(body, params).model_dump()
         command_id = f"gw-{uuid.uuid4().hex}"
-        await self.send("collateral.commands", account_id, command(command_id), request_id)
-        return {"command_id": command_id}
+        command = kind(command_id=command_id, ts_event=time.time_ns(), **fields)
+        if isinstance(command, r.SetKillSwitch):
+            await self.send("risk.commands", f"{command.scope}:{command.target}", command, request_id)
+        else:
+            await self.send("collateral.commands", fields["account_id"], command, request_id)
+        return command_id, fields
 
 
 def jsonable(doc: dict[str, Any]) -> dict[str, Any]:
