@@ -273,17 +273,47 @@ FERRET_BIN = CACHE / "bin" / "orderstream-ferretdb"
 FERRET_DATA = CACHE / "ferretdb" / "data"
 
 
+# Fixes applied to the vendored FerretDB source before it is built, one per file in
+# deploy/local/ferretdb/fixes/: a `file:` line (the path under vendor/), why, then the
+# exact old text after `=== old` and its replacement after `=== new`. FerretDB v1 is
+# end-of-life upstream, so they are carried here; each old text must be found once.
+FERRET_FIXES = sorted((FERRET_SRC / "fixes").glob("*.fix"))
+
+
+def _ferret_fix(path: Path) -> tuple[str, str, str]:
+    head, _, rest = path.read_text().partition("\n=== old\n")
+    old, _, new = rest.partition("=== new\n")
+    target = head.splitlines()[0].removeprefix("file: ").strip()
+    if not (old and new and head.startswith("file: ")):
+        raise InfraError(f"{path}: expected 'file: <path>', '=== old' and '=== new'")
+    return target, old, new
+
+
 def install_ferretdb() -> None:
     stamp = FERRET_BIN.with_suffix(".sha256")
     want = _digest(FERRET_SRC / "go.mod", FERRET_SRC / "go.sum", FERRET_SRC / "main.go")
+    want += _digest(*FERRET_FIXES)
     if FERRET_BIN.exists() and stamp.exists() and stamp.read_text() == want:
         return
     if shutil.which("go") is None:
         raise InfraError("FerretDB is built from the Go module proxy: install Go 1.22+ (go on PATH)")
     FERRET_BIN.parent.mkdir(parents=True, exist_ok=True)
+    build = CACHE / "ferretdb" / "build"
+    shutil.rmtree(build, ignore_errors=True)
+    build.mkdir(parents=True)
+    for name in ("go.mod", "go.sum", "main.go"):
+        shutil.copy(FERRET_SRC / name, build / name)
     env = {**os.environ, "CGO_ENABLED": "0"}
-    _run(["go", "build", "-trimpath", "-o", str(FERRET_BIN), "."], FERRET_SRC,
-         "building FerretDB v1.24 (SQLite backend)", env)
+    _run(["go", "mod", "vendor"], build, "vendoring FerretDB v1.24 from the Go module proxy", env)
+    for fix in FERRET_FIXES:
+        rel, old, new = _ferret_fix(fix)
+        path = build / "vendor" / rel
+        text = path.read_text()
+        if text.count(old) != 1:
+            raise InfraError(f"FerretDB fix {fix.name} does not apply: old text not found once in {rel}")
+        path.write_text(text.replace(old, new))
+    _run(["go", "build", "-mod=vendor", "-trimpath", "-o", str(FERRET_BIN), "."], build,
+         "building FerretDB v1.24 (SQLite backend, patched)", env)
     stamp.write_text(want)
 
 

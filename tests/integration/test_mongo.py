@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
+from pymongo import ReplaceOne
 from pymongo.errors import DuplicateKeyError
 
 pytestmark = pytest.mark.integration
@@ -54,3 +56,30 @@ async def test_upsert_guarded_by_version_applies_only_newer(db: AsyncIOMotorData
     await apply(2, "PARTIALLY_FILLED")
     doc = await db.orders.find_one({"_id": "o1"})
     assert doc is not None and (doc["version"], doc["status"]) == (3, "FILLED")
+
+
+async def test_a_bulk_of_many_replacements_completes(db: AsyncIOMotorDatabase[Any]) -> None:
+    # FerretDB v1.24 held every update's read open until the whole command ended, and a
+    # bulk of more than ~100 updates waited forever on its connection pool (patched in
+    # deploy/local/infra.py); a real MongoDB does this in milliseconds.
+    await db.orders.insert_many([{"_id": f"o{i}", "v": 1} for i in range(300)])
+    ops = [ReplaceOne({"_id": f"o{i}", "v": 1}, {"v": 2}) for i in range(300)]
+    result = await asyncio.wait_for(db.orders.bulk_write(ops, ordered=False), timeout=60)
+    assert result.modified_count == 300
+    assert await db.orders.count_documents({"v": 2}) == 300
+
+
+async def test_id_lookups_return_exactly_the_matching_documents(db: AsyncIOMotorDatabase[Any]) -> None:
+    # The local FerretDB answers these from its `_id` index (patched); the rest of the
+    # filter must still apply.
+    await db.orders.insert_many([{"_id": f"o{i}", "v": i % 3} for i in range(100)] + [{"_id": 7, "v": 0}])
+    found = await db.orders.find({"_id": {"$in": ["o1", "o2", "o3", "nope"]}}).to_list(None)
+    assert sorted(d["_id"] for d in found) == ["o1", "o2", "o3"]
+    found = await db.orders.find({"_id": {"$in": ["o1", "o2", "o3"]}, "v": 2}).to_list(None)
+    assert [d["_id"] for d in found] == ["o2"]
+    assert await db.orders.find_one({"_id": "o5", "v": 0}) is None
+    assert await db.orders.find_one({"_id": "o5", "v": 2}) == {"_id": "o5", "v": 2}
+    assert await db.orders.find_one({"_id": 7}) == {"_id": 7, "v": 0}  # not a string: not from the index
+    deleted = await db.orders.delete_many({"_id": {"$in": ["o10", "o11", "o12"]}, "v": {"$ne": 0}})
+    assert deleted.deleted_count == 2  # o12 has v 0
+    assert await db.orders.count_documents({}) == 99

@@ -252,24 +252,39 @@ class Service:
         )
 
         def register(handler: BatchHandler) -> BatchHandler:
+            async def write(stream: faust.StreamT[bytes], batch: list[tuple[Record, Delivery]],
+                            events: list[faust.EventT[bytes]]) -> None:
+                if batch:
+                    try:
+                        await handler(batch)
+                    except Exception as exc:  # a bug: see the module docstring
+                        self.on_handler_error(exc, batch[0][1])
+                        raise
+                for event in events:
+                    await stream.ack(event)
+
             async def agent(stream: faust.StreamT[bytes]) -> None:
                 manual: Any = stream  # noack_take is on faust.Stream, not on its StreamT type
-                async for events in manual.noack_take(size, within=within_s):
-                    batch: list[tuple[Record, Delivery]] = []
-                    for event in events:
-                        topic = by_name[event.message.topic]
-                        for raw in await self._in_order(Raw.of_event(event), topic):
-                            decoded = await self._decode(raw, topic)
-                            if decoded is not None:
-                                batch.append(decoded)
-                    if batch:
-                        try:
-                            await handler(batch)
-                        except Exception as exc:  # a bug: see the module docstring
-                            self.on_handler_error(exc, batch[0][1])
-                            raise
-                    for event in events:
-                        await stream.ack(event)
+                # One batch is handled while the next one is fetched and decoded; batches are
+                # handled one at a time and in order, and each is acknowledged after its handler.
+                writing: asyncio.Future[None] | None = None
+                try:
+                    async for events in manual.noack_take(size, within=within_s):
+                        batch: list[tuple[Record, Delivery]] = []
+                        for event in events:
+                            topic = by_name[event.message.topic]
+                            for raw in await self._in_order(Raw.of_event(event), topic):
+                                decoded = await self._decode(raw, topic)
+                                if decoded is not None:
+                                    batch.append(decoded)
+                        if writing is not None:
+                            await writing
+                        writing = asyncio.ensure_future(write(stream, batch, events))
+                    if writing is not None:
+                        await writing
+                finally:
+                    if writing is not None and not writing.done():
+                        writing.cancel()  # not acknowledged: redelivered, and the handler is idempotent
 
             agent.__name__ = agent.__qualname__ = f"{handler.__name__}_agent"
             self.app.agent(source, name=f"{self.name}.{handler.__name__}")(agent)
