@@ -3,6 +3,10 @@
 1. Throughput: N commands (the mixed workload of bench_book.py, over 8 symbols)
    are written to match.commands first; then one worker starts and drains them.
    Commands/s = N / (time of the last order event - time of the first).
+   Beside it, in the same run, the worker's own work per command without Kafka or
+   Faust, in this process: decode, match, encode the records, build the change
+   record and its table writes; and the match alone. That is the ceiling for a
+   worker, whatever the transport does.
 2. Latency: with the worker running, commands are sent at a fixed rate; the
    latency of a command is from its send to the arrival of its first order
    event (matched by event id `<command_id>:0`), p50/p99.
@@ -22,12 +26,15 @@ import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, Producer
 
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, schema_ids
 from orderstream.common.records import ALL_RECORDS
+from orderstream.matcher.domain.engine import Matcher
+from orderstream.matcher.state import command_writes, record_change
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -60,6 +67,31 @@ def to_command(op: Op, n: int, tag: str) -> r.SubmitOrder | r.CancelOrder:
         price=None if op.price is None else op.price * TICK)
 
 
+def in_process(encoded: list[bytes]) -> tuple[float, float]:
+    """Commands/s of the worker's own work without Kafka or Faust, and of the match alone."""
+    rates = []
+    for full in (True, False):
+        matcher = Matcher()
+        for sym in SYMBOLS:
+            matcher.set_instrument(instrument(sym))
+        cmds = [CODEC.decode(data) for data in encoded] if not full else []
+        seqs: dict[str, int] = {}
+        t0 = time.perf_counter()
+        if full:
+            for data in encoded:
+                cmd: Any = CODEC.decode(data)
+                outs = matcher.handle(cmd, time.time_ns())
+                out = [(o.topic, o.key, CODEC.encode(o.record)) for o in outs]
+                seqs[cmd.symbol] = seq = seqs.get(cmd.symbol, 0) + 1
+                change = record_change(cmd.symbol, matcher.books.get(cmd.symbol), seq, out)
+                command_writes(cmd.command_id, change)
+        else:
+            for cmd in cmds:
+                matcher.handle(cmd, time.time_ns())  # type: ignore[arg-type]
+        rates.append(len(encoded) / (time.perf_counter() - t0))
+    return rates[0], rates[1]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--commands", type=int, default=50_000)
@@ -83,6 +115,9 @@ def main() -> None:
         producer.poll(0)
     producer.flush()
     print(f"loaded {len(cmds):,} commands on {len(SYMBOLS)} symbols, 4 partitions")
+    full, match_only = in_process([CODEC.encode(c) for c in cmds])
+    print(f"in-process, no Kafka, no Faust: decode + match + encode + change record {full:,.0f} commands/s; "
+          f"the match alone {match_only:,.0f} commands/s")
 
     port = free_port()
     tmp = tempfile.mkdtemp()
@@ -126,8 +161,10 @@ def main() -> None:
         for i, op in enumerate(more):
             c = to_command(op, i, "lat")
             target = t0 + i * period
-            while time.monotonic() < target:
-                for msg in consumer.consume(1000, 0):
+            # wait for the send time in consume() rather than spinning: a busy loop here takes
+            # a core from the worker and the broker on a small machine
+            while (now := time.monotonic()) < target:
+                for msg in consumer.consume(1000, target - now):
                     _record(msg, sent, lat)
             producer.produce(prefix + "match.commands", CODEC.encode(c), c.symbol.encode())
             producer.poll(0)

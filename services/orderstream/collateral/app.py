@@ -70,7 +70,7 @@ class CollateralWorker:
                 return [Emit(ORDER_EVENTS, cmd.account_id, rejected(o, *refusal)) for o in orders]
             return [*self._events(changes, account, events), Emit(FUNDED, cmd.account_id, cmd)]
 
-        await self.state.apply(f"order.commands:{cmd.command_id}", step)
+        await self.state.apply(f"order.commands:{cmd.command_id}", step, delivery.partition)
 
     async def on_collateral_command(self, record: Record, delivery: Delivery) -> None:
         assert isinstance(record, r.Deposit | r.Withdraw)
@@ -81,7 +81,7 @@ class CollateralWorker:
             events = account.deposit(cmd) if isinstance(cmd, r.Deposit) else account.withdraw(cmd)
             return self._events(changes, account, events)
 
-        await self.state.apply(f"collateral.commands:{cmd.command_id}", step)
+        await self.state.apply(f"collateral.commands:{cmd.command_id}", step, delivery.partition)
 
     async def on_report(self, record: Record, delivery: Delivery) -> None:
         assert isinstance(record, r.ExecutionReport)
@@ -96,7 +96,7 @@ class CollateralWorker:
                 return []
             return self._events(changes, account, account.on_report(rep, self.instruments.get(rep.symbol)))
 
-        await self.state.apply(f"execution.reports:{rep.event_id}", step)
+        await self.state.apply(f"execution.reports:{rep.event_id}", step, delivery.partition)
 
 
 def build(settings: CollateralSettings | None = None) -> Service:

@@ -103,6 +103,42 @@ class Output:
         metrics.RECORDS_OUT.labels(self._service.settings.service, self.spec.name).inc()
 
 
+class TableWriter:
+    """Writes a bytes-keyed table: its store and its changelog, straight through the producer.
+
+    `table[key] = value` queues the changelog record in Faust's producer buffer, which sends
+    one message at a time; once 100 wait, the stream stops and flushes them one by one
+    ("producer buffer full"), and a loaded matcher stalled for seconds at a time. Here the
+    record goes to the same producer Faust flushes before it commits offsets (as `Output`
+    does), so a command's table writes are in the broker before its offset is committed.
+    The changelog partition is given: the input record's partition (a table is
+    co-partitioned with the topic its agent reads).
+    """
+
+    def __init__(self, service: Service, table: faust.types.TableT[Any, Any]) -> None:
+        self._producer = service.app.producer
+        self._store: Any = table.data
+        self._topic = table.changelog_topic.get_topic_name()
+
+    async def write(self, partition: int, writes: Iterable[tuple[bytes, bytes | None]]) -> None:
+        """Set each key (None deletes it, with a tombstone in the changelog), in order.
+
+        The store changes at once, before the first await: another agent of the worker
+        never sees half of a step's writes. Then the changelog records are sent.
+        """
+        writes = list(writes)
+        partitions = getattr(self._store, "_key_partition", None)
+        for key, value in writes:
+            if value is None:
+                self._store.pop(key, None)
+            else:
+                self._store[key] = value
+            # the in-memory store forgets, after a rebalance, the keys of partitions it lost
+            if partitions is not None:
+                partitions[key] = partition
+        for key, value in writes:
+            await self._producer.send(self._topic, key, value, partition, None, None)
+
 class Service:
     """One Orderstream service: a Faust app plus the project's conventions."""
 
@@ -175,6 +211,9 @@ class Service:
 
     def output(self, topic: str) -> Output:
         return Output(self, spec(topic))
+
+    def table_writer(self, table: faust.types.TableT[Any, Any]) -> TableWriter:
+        return TableWriter(self, table)
 
     def _dlq(self, topic: str) -> faust.TopicT:
         if topic not in self._dlqs:

@@ -77,6 +77,7 @@ class StateStore:
         self.table = service.app.Table(
             name, key_type=bytes, value_type=bytes, partitions=service.settings.partitions
         )
+        self.writer = service.table_writer(self.table)
         self._docs: dict[str, Doc] | None = None
         self._versions: dict[str, int] = {}
         self._recent: deque[str] = deque()
@@ -132,8 +133,11 @@ class StateStore:
 
     # -- applying ---------------------------------------------------------------
 
-    async def apply(self, source_id: str, step: Step) -> bool:
-        """Apply `step` once for `source_id` and send what it returns; False for a repeat."""
+    async def apply(self, source_id: str, step: Step, partition: int) -> bool:
+        """Apply `step` once for `source_id` and send what it returns; False for a repeat.
+
+        `partition` is the source record's: the table's changelog partition for its writes.
+        """
         docs = self.docs()
         done = self.table.get(f"e|{source_id}".encode())
         if done is not None:
@@ -154,17 +158,20 @@ class StateStore:
             "docs": images,
             "out": [(t, k, base64.b64encode(v).decode()) for t, k, v in encoded],
         }
-        self.table[f"e|{source_id}".encode()] = _dump(effect)
+        # Memory and store change before the first await, so another agent of this worker
+        # never reads half of this step.
+        writes: list[tuple[bytes, bytes | None]] = [(f"e|{source_id}".encode(), _dump(effect))]
         for key, version, doc in images:
             if doc is None:
                 docs.pop(key, None)
-                self.table.pop(f"d|{key}".encode(), None)
+                writes.append((f"d|{key}".encode(), None))
             else:
                 docs[key] = doc
-                self.table[f"d|{key}".encode()] = _dump({"v": version, "doc": doc})
+                writes.append((f"d|{key}".encode(), _dump({"v": version, "doc": doc})))
         self._recent.append(source_id)
         while len(self._recent) > self.window:
-            self.table.pop(f"e|{self._recent.popleft()}".encode(), None)
+            writes.append((f"e|{self._recent.popleft()}".encode(), None))
+        await self.writer.write(partition, writes)
         for topic, key, value in encoded:
             await self.outputs[topic].send_encoded(key, value)
         return True

@@ -98,7 +98,7 @@ class ExecutionWorker:
             return out
 
         try:
-            await self.state.apply(f"order.events:{e.event_id}", step)
+            await self.state.apply(f"order.events:{e.event_id}", step, delivery.partition)
         except IllegalTransition as exc:
             log.error("illegal order transition", extra={"order_id": e.order_id, "error": str(exc)})
             await self.service.dead_letter(delivery, self.service.codec.encode(e), exc)
@@ -117,7 +117,7 @@ class ExecutionWorker:
             ticker, candle = made
             return [Emit("md.ticker", t.symbol, ticker), Emit("md.candles", t.symbol, candle)]
 
-        await self.state.apply(f"md.trades:{t.trade_id}", step)
+        await self.state.apply(f"md.trades:{t.trade_id}", step, delivery.partition)
 
 
 def build(settings: ExecutionSettings | None = None) -> Service:

@@ -41,6 +41,7 @@ class MatcherWorker:
         self.table = service.app.Table(
             "matcher-state", key_type=bytes, value_type=bytes, partitions=settings.partitions,
         )
+        self.writer = service.table_writer(self.table)
         self.outputs = {name: service.output(name) for name in
                         ("order.events", "md.trades", "md.book", "md.depth", "match.commands")}
         self.matcher: Matcher | None = None  # built from the table after each assignment
@@ -77,7 +78,8 @@ class MatcherWorker:
     async def on_instrument(self, record: Record, delivery: Delivery) -> None:
         assert isinstance(record, r.Instrument)
         self.loaded().set_instrument(record)
-        self.table[instrument_key(record.symbol)] = record.model_dump_json().encode()
+        value = record.model_dump_json().encode()
+        await self.writer.write(delivery.partition, [(instrument_key(record.symbol), value)])
 
     async def on_command(self, record: Record, delivery: Delivery) -> None:
         assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.ExpireOrders)
@@ -95,21 +97,19 @@ class MatcherWorker:
         seq = self.seqs.get(record.symbol, 0) + 1
         self.seqs[record.symbol] = seq
         change = record_change(record.symbol, book, seq, encoded)
-        for table_key, table_value in command_writes(record.command_id, change):
-            if table_value is None:
-                self.table.pop(table_key, None)
-            else:
-                self.table[table_key] = table_value
-        self._prune(record.symbol, record.command_id)
+        await self.writer.write(delivery.partition, command_writes(record.command_id, change)
+                                + self._prune(record.symbol, record.command_id))
         for topic, key, value in encoded:
             await self.outputs[topic].send_encoded(key, value)
 
-    def _prune(self, symbol: str, command_id: str) -> None:
-        """Keep the change records of the last `dedupe_window` commands per symbol."""
+    def _prune(self, symbol: str, command_id: str) -> list[tuple[bytes, bytes | None]]:
+        """Keep the change records of the last `dedupe_window` commands per symbol: the deletes."""
         recent = self.recent.setdefault(symbol, deque())
         recent.append(command_id)
+        drop: list[tuple[bytes, bytes | None]] = []
         while len(recent) > self.settings.dedupe_window:
-            self.table.pop(command_key(recent.popleft()), None)
+            drop.append((command_key(recent.popleft()), None))
+        return drop
 
     # -- timers ---------------------------------------------------------------
 

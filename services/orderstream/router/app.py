@@ -223,7 +223,7 @@ class RouterWorker:
             changes.put(xkey, exposure.to_doc())
             return out
 
-        applied = await self.state.apply(f"order.funded:{cmd.command_id}", step)
+        applied = await self.state.apply(f"order.funded:{cmd.command_id}", step, delivery.partition)
         if not applied:
             return
         if isinstance(cmd, r.CancelOrder) and venue_doc is not None:
@@ -299,7 +299,7 @@ class RouterWorker:
                 changes.put(key, doc)
             return [Emit(ORDER_EVENTS, e.account_id, out)]
 
-        await self.state.apply(f"venue.events:{e.event_id}", step)
+        await self.state.apply(f"venue.events:{e.event_id}", step, delivery.partition)
 
     async def on_report(self, record: Record, delivery: Delivery) -> None:
         assert isinstance(record, r.ExecutionReport)
@@ -327,7 +327,7 @@ class RouterWorker:
             changes.delete(bkey)
             return [Emit("basket.events", rep.account_id, done)]
 
-        await self.state.apply(f"execution.reports:{rep.event_id}", step)
+        await self.state.apply(f"execution.reports:{rep.event_id}", step, delivery.partition)
 
     # -- venue streams ---------------------------------------------------------------
 
