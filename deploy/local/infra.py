@@ -258,7 +258,9 @@ def prepare_kafka() -> list[str]:
     classpath = f"{KAFKA_LIBS}/*"
     java = ["java", f"-Dlog4j.configuration=file:{KAFKA_HOME / 'log4j.properties'}", "-cp", classpath]
     if not (KAFKA_DATA / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # StorageTool would read "-…" as an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         # Static voters (controller.quorum.voters) need no --standalone.
         _run([*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
              CACHE, "formatting Kafka storage")

@@ -116,8 +116,8 @@ class TableWriter:
     """
 
     def __init__(self, service: Service, table: faust.types.TableT[Any, Any]) -> None:
-        self._producer = service.app.producer
-        self._store: Any = table.data
+        self._app = service.app
+        self._table = table
         self._topic = table.changelog_topic.get_topic_name()
 
     async def write(self, partition: int, writes: Iterable[tuple[bytes, bytes | None]]) -> None:
@@ -127,17 +127,20 @@ class TableWriter:
         never sees half of a step's writes. Then the changelog records are sent.
         """
         writes = list(writes)
-        partitions = getattr(self._store, "_key_partition", None)
+        store: Any = self._table.data
+        partitions = getattr(store, "_key_partition", None)
         for key, value in writes:
             if value is None:
-                self._store.pop(key, None)
+                store.pop(key, None)
             else:
-                self._store[key] = value
+                store[key] = value
             # the in-memory store forgets, after a rebalance, the keys of partitions it lost
             if partitions is not None:
                 partitions[key] = partition
+        producer = self._app.producer
         for key, value in writes:
-            await self._producer.send(self._topic, key, value, partition, None, None)
+            await producer.send(self._topic, key, value, partition, None, None)
+
 
 class Service:
     """One Orderstream service: a Faust app plus the project's conventions."""
