@@ -74,8 +74,9 @@ async def store_phase(mongo: str, n: int, batch: int) -> None:
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(mongo)
     names = [f"bench_{uuid.uuid4().hex[:6]}" for _ in range(3)]
     try:
+        loads = {kind: workload(n, kind) for kind in WORKLOADS}
         for kind, name in zip(WORKLOADS, names, strict=False):
-            reports = workload(n, kind)
+            reports = loads[kind]
             await ensure_indexes(client[name])
             t0 = time.perf_counter()
             for i in range(0, len(reports), batch):
@@ -83,7 +84,7 @@ async def store_phase(mongo: str, n: int, batch: int) -> None:
             print(f"store, {kind}: {len(reports):,} reports in batches of {batch}: write_batch "
                   f"{len(reports) / (time.perf_counter() - t0):,.0f} reports/s "
                   "(order_events + trader_orders, idempotent)", flush=True)
-        docs = [event_document(x) for x in workload(n, "together")]
+        docs = [event_document(x) for x in loads["together"]]
         t0 = time.perf_counter()
         for i in range(0, len(docs), batch):
             await client[names[2]].events.insert_many(docs[i:i + batch], ordered=False)

@@ -69,27 +69,27 @@ def to_command(op: Op, n: int, tag: str) -> r.SubmitOrder | r.CancelOrder:
 
 def in_process(encoded: list[bytes]) -> tuple[float, float]:
     """Commands/s of the worker's own work without Kafka or Faust, and of the match alone."""
-    rates = []
-    for full in (True, False):
-        matcher = Matcher()
-        for sym in SYMBOLS:
-            matcher.set_instrument(instrument(sym))
-        cmds = [CODEC.decode(data) for data in encoded] if not full else []
-        seqs: dict[str, int] = {}
-        t0 = time.perf_counter()
-        if full:
-            for data in encoded:
-                cmd: Any = CODEC.decode(data)
-                outs = matcher.handle(cmd, time.time_ns())
-                out = [(o.topic, o.key, CODEC.encode(o.record)) for o in outs]
-                seqs[cmd.symbol] = seq = seqs.get(cmd.symbol, 0) + 1
-                change = record_change(cmd.symbol, matcher.books.get(cmd.symbol), seq, out)
-                command_writes(cmd.command_id, change)
-        else:
-            for cmd in cmds:
-                matcher.handle(cmd, time.time_ns())  # type: ignore[arg-type]
-        rates.append(len(encoded) / (time.perf_counter() - t0))
-    return rates[0], rates[1]
+    matcher = fresh_matcher()
+    seqs: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for data in encoded:
+        cmd: Any = CODEC.decode(data)
+        out = [(o.topic, o.key, CODEC.encode(o.record)) for o in matcher.handle(cmd, time.time_ns())]
+        seqs[cmd.symbol] = seq = seqs.get(cmd.symbol, 0) + 1
+        command_writes(cmd.command_id, record_change(cmd.symbol, matcher.books.get(cmd.symbol), seq, out))
+    full = len(encoded) / (time.perf_counter() - t0)
+    matcher, cmds = fresh_matcher(), [CODEC.decode(data) for data in encoded]
+    t0 = time.perf_counter()
+    for cmd in cmds:
+        matcher.handle(cmd, time.time_ns())  # type: ignore[arg-type]
+    return full, len(encoded) / (time.perf_counter() - t0)
+
+
+def fresh_matcher() -> Matcher:
+    matcher = Matcher()
+    for sym in SYMBOLS:
+        matcher.set_instrument(instrument(sym))
+    return matcher
 
 
 def main() -> None:

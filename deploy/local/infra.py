@@ -285,10 +285,9 @@ FERRET_FIXES = sorted((FERRET_SRC / "fixes").glob("*.fix"))
 def _ferret_fix(path: Path) -> tuple[str, str, str]:
     head, _, rest = path.read_text().partition("\n=== old\n")
     old, _, new = rest.partition("=== new\n")
-    target = head.splitlines()[0].removeprefix("file: ").strip()
     if not (old and new and head.startswith("file: ")):
         raise InfraError(f"{path}: expected 'file: <path>', '=== old' and '=== new'")
-    return target, old, new
+    return head.splitlines()[0].removeprefix("file: ").strip(), old, new
 
 
 def install_ferretdb() -> None:

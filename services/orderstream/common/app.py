@@ -83,7 +83,7 @@ class Output:
         self._service = service
         self._name = service.settings.topic(topic.name)
         service.writes.add(topic.name)
-        service.raw_topic(self._name, topic_configs(topic))  # declared, so Faust creates it if missing
+        service.raw_topic(self._name, config=topic_configs(topic))  # declared, so Faust creates it if missing
 
     async def send(self, key: str, record: Record, headers: Mapping[str, bytes] | None = None) -> None:
         """Queue `record` for sending; Faust flushes the producer before it commits offsets."""
@@ -134,9 +134,13 @@ class TableWriter:
                 store.pop(key, None)
             else:
                 store[key] = value
-            # the in-memory store forgets, after a rebalance, the keys of partitions it lost
+            # the in-memory store forgets, after a rebalance, the keys of partitions it lost;
+            # a deleted key leaves its index too (a pruned key per command would pile up)
             if partitions is not None:
-                partitions[key] = partition
+                if value is None:
+                    partitions.pop(key, None)
+                else:
+                    partitions[key] = partition
         producer = self._app.producer
         for key, value in writes:
             await producer.send(self._topic, key, value, partition, None, None)
@@ -201,10 +205,11 @@ class Service:
 
     # -- topics ---------------------------------------------------------------
 
-    def raw_topic(self, name: str, config: Mapping[str, str] | None = None) -> faust.TopicT:
-        """A topic of raw bytes: decoding is ours, so a bad record can be dead-lettered."""
+    def raw_topic(self, *names: str, config: Mapping[str, str] | None = None) -> faust.TopicT:
+        """A topic (or several read as one) of raw bytes: decoding is ours, so a bad record can be
+        dead-lettered."""
         return self.app.topic(
-            name,
+            *names,
             key_type=bytes,
             value_type=bytes,
             key_serializer="raw",
@@ -220,7 +225,7 @@ class Service:
 
     def _dlq(self, topic: str) -> faust.TopicT:
         if topic not in self._dlqs:
-            self._dlqs[topic] = self.raw_topic(dlq_name(topic), {"cleanup.policy": "delete"})
+            self._dlqs[topic] = self.raw_topic(dlq_name(topic), config={"cleanup.policy": "delete"})
         return self._dlqs[topic]
 
     async def dead_letter(self, delivery: Delivery, value: bytes | None, error: BaseException) -> None:
@@ -256,7 +261,7 @@ class Service:
         topic_spec = spec(topic)
         self.reads.add(topic)
         deployed = self.settings.topic(topic)
-        source = self.raw_topic(deployed, topic_configs(topic_spec))
+        source = self.raw_topic(deployed, config=topic_configs(topic_spec))
 
         def register(handler: Handler) -> Handler:
             async def agent(stream: faust.StreamT[bytes]) -> None:
@@ -279,19 +284,9 @@ class Service:
         """
         specs = [spec(t) for t in topics]
         self.reads.update(t.name for t in specs)
-        sources = [self.raw_topic(self.settings.topic(t.name), topic_configs(t)) for t in specs]
+        sources = [self.raw_topic(self.settings.topic(t.name), config=topic_configs(t)) for t in specs]
         by_name = {self.settings.topic(t.name): t for t in specs}
-        source = (
-            sources[0]
-            if len(sources) == 1
-            else self.app.topic(
-                *[s.get_topic_name() for s in sources],
-                key_type=bytes,
-                value_type=bytes,
-                key_serializer="raw",
-                value_serializer="raw",
-            )
-        )
+        source = sources[0] if len(sources) == 1 else self.raw_topic(*[s.get_topic_name() for s in sources])
 
         def register(handler: BatchHandler) -> BatchHandler:
             async def write(stream: faust.StreamT[bytes], batch: list[tuple[Record, Delivery]],

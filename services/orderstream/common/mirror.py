@@ -38,7 +38,7 @@ class Mirror(Generic[R]):
     ) -> None:
         """A mirror run by a Faust service: preloaded before the worker starts, then followed by a task."""
         self._setup(service.settings, service.codec, topic, record, on_record)
-        service.raw_topic(self.name, topic_configs(self.spec))  # declared with its config
+        service.raw_topic(self.name, config=topic_configs(self.spec))  # declared with its config
         service.app.task(self._follow)
         service.mirrors.append(self)
         service.reads.add(topic)
