@@ -10,6 +10,9 @@
 2. Latency: with the worker running, commands are sent at a fixed rate; the
    latency of a command is from its send to the arrival of its first order
    event (matched by event id `<command_id>:0`), p50/p99.
+3. The floor (bench/faust_floor.py): the same commands drained by a worker that
+   does nothing with them, a bare Faust agent and the template's agent. No Faust
+   worker on this machine drains faster than that, whatever its handler does.
 
 Uses KAFKA_BOOTSTRAP_SERVERS, else starts the local broker (deploy/local/infra.py).
 Run: make bench   (or python bench/bench_matcher_service.py --commands 50000)
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -28,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, schema_ids
@@ -182,6 +186,39 @@ def main() -> None:
         consumer.close()
         worker.terminate()
         worker.wait(30)
+
+    # The floor: what a worker doing nothing with the same records drains, alone on the machine.
+    records = topic_records(boot, prefix + "match.commands")
+    for mode, what in (("faust", "a bare Faust agent"), ("template", "the service template's agent")):
+        seconds = drain_floor(mode, boot, prefix, records)
+        print(f"floor, {what} doing nothing with each command: {records:,} commands in {seconds:.2f}s = "
+              f"{records / seconds:,.0f} commands/s")
+
+
+def topic_records(boot: str, topic: str) -> int:
+    """Records in a topic (its partitions' end offsets; nothing deleted yet)."""
+    probe = Consumer({"bootstrap.servers": boot, "group.id": f"bench-{uuid.uuid4()}"})
+    try:
+        meta = probe.list_topics(topic, timeout=10).topics[topic]
+        ends = [probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in meta.partitions]
+        return sum(ends)
+    finally:
+        probe.close()
+
+
+def drain_floor(mode: str, boot: str, prefix: str, records: int) -> float:
+    """Seconds bench/faust_floor.py takes to drain match.commands in `mode`, first record to last."""
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": boot, "ORDERSTREAM_TOPIC_PREFIX": prefix,
+           "ORDERSTREAM_PARTITIONS": "4", "FLOOR_TOPIC": prefix + "match.commands",
+           "FLOOR_RECORDS": str(records), "FLOOR_PORT": str(free_port())}
+    command = [sys.executable, str(ROOT / "bench" / "faust_floor.py"), mode, "worker", "-l", "warn"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    # Faust's worker sends what is printed to its log
+    found = re.search(r"drained \d+ records in ([\d.]+) s", done.stdout + done.stderr)
+    if found:
+        return float(found.group(1))
+    raise SystemExit(f"faust_floor.py {mode} exited with {done.returncode}:\n"
+                     f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
 
 
 def _record(msg: object, sent: dict[str, float], lat: list[float]) -> None:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import ConsumerRecord
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,6 +31,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+async def new_topic(bootstrap: str, name: str, partitions: int = 1) -> str:
+    """Create a topic with a name no other test run uses; its name."""
+    name = unique_prefix() + name
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+    return name
 
 
 async def produce(

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
 from orderstream.common.gaps import MissingRecords, Raw, Sequencer
 from tests.conftest import Infra
-from tests.kafka_tools import produce, unique_prefix
+from tests.kafka_tools import new_topic, produce, unique_prefix
 
 pytestmark = pytest.mark.integration
 
 
 async def topic_with(bootstrap: str, count: int) -> str:
-    name = unique_prefix() + "seq"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, 1, 1)])
-    finally:
-        await admin.close()
+    name = await new_topic(bootstrap, "seq")
     await produce(bootstrap, name, [(b"k", f"v{i}".encode(), {"n": str(i).encode()}) for i in range(count)])
     return name
 

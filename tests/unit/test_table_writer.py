@@ -16,8 +16,8 @@ class SlowProducer:
         self.sent: list[tuple[Any, ...]] = []
         self.gate = asyncio.Event()
 
-    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int,
-                   timestamp: Any, headers: Any) -> None:
+    async def send(self, topic: str, key: bytes, value: bytes | None, partition: int | None = None,
+                   headers: Any = None) -> None:
         await self.gate.wait()
         self.sent.append((topic, key, value, partition))
 
@@ -31,7 +31,7 @@ class Store(dict[bytes, bytes]):
 def writer() -> tuple[TableWriter, Store, SlowProducer]:
     store, producer = Store(), SlowProducer()
     table = SimpleNamespace(data=store, changelog_topic=SimpleNamespace(get_topic_name=lambda: "t-changelog"))
-    service = SimpleNamespace(app=SimpleNamespace(producer=producer))
+    service = SimpleNamespace(records=producer)
     return TableWriter(service, table), store, producer  # type: ignore[arg-type]
 
 

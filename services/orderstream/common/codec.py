@@ -13,10 +13,10 @@ import io
 import json
 import struct
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import fastavro
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from orderstream.common.record import Record
 from orderstream.common.schemas import Catalog, SchemaError, canonical, load_sources, schema_dir
@@ -93,18 +93,23 @@ class AvroCodec:
         self._by_name: dict[str, type[Record]] = {}
         self._reader: dict[str, Any] = {}  # full name -> parsed current schema
         self._writer_id: dict[str, int] = {}
+        self._flat: set[type[Record]] = set()
         for cls in records:
             schema = sources[cls.avro_name]
             self._by_name[cls.avro_name] = cls
             self._reader[cls.avro_name] = fastavro.parse_schema(schema)
             self._writer_id[cls.avro_name] = ids.id_for(cls.avro_name, schema)
+            if not any(_nests_models(f.annotation) for f in cls.model_fields.values()):
+                self._flat.add(cls)
         self._parsed_writers: dict[int, tuple[str, Any]] = {}
 
     def encode(self, record: Record) -> bytes:
         name = record.avro_name
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, self._writer_id[name]))
-        fastavro.schemaless_writer(buf, self._reader[name], record.model_dump())
+        # a record without nested models holds its fields as they are written: no dump needed
+        fields = record.__dict__ if type(record) in self._flat else record.model_dump()
+        fastavro.schemaless_writer(buf, self._reader[name], fields)
         return buf.getvalue()
 
     def decode(self, data: bytes | None) -> Record:
@@ -118,10 +123,10 @@ class AvroCodec:
         cls = self._by_name.get(name)
         if cls is None:
             raise DecodeError(f"record {name} (schema id {schema_id}) is not expected here")
+        # written with the current schema: nothing to resolve (a third of the read's cost)
+        reader = None if schema_id == self._writer_id[name] else self._reader[name]
         try:
-            raw = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER.size:]), writer, self._reader[name]
-            )
+            raw = fastavro.schemaless_reader(io.BytesIO(data[_HEADER.size:]), writer, reader)
         except Exception as exc:  # fastavro raises many types for a corrupt body
             raise DecodeError(f"{name}: corrupt Avro body: {exc!r}") from exc
         try:
@@ -135,6 +140,13 @@ class AvroCodec:
             name = f"{schema['namespace']}.{schema['name']}"
             self._parsed_writers[schema_id] = (name, fastavro.parse_schema(schema))
         return self._parsed_writers[schema_id]
+
+
+def _nests_models(annotation: Any) -> bool:
+    """Whether a field's type holds a pydantic model anywhere (then a dump is needed)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_nests_models(arg) for arg in get_args(annotation))
 
 
 def _fields(exc: ValidationError) -> str:
