@@ -95,6 +95,16 @@ class _App(faust.App):
 
     records: RecordProducer | None = None
 
+    async def on_start(self) -> None:
+        await super().on_start()
+        if self.records is not None:
+            self.records.start()
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # flushes the producers
+        if self.records is not None:
+            self.records.stop()
+
     def _new_producer(self) -> Any:
         app = self
 

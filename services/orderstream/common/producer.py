@@ -73,7 +73,7 @@ class RecordProducer:
         partition: int | None = None, headers: Headers | None = None,
     ) -> None:
         """Queue a record (None value: a tombstone). Waits only while librdkafka's queue is full."""
-        producer = self._producer or self._start()
+        producer = self._producer or self.start()
         while True:
             try:
                 if partition is None:
@@ -106,10 +106,15 @@ class RecordProducer:
 
     # -- librdkafka's side ------------------------------------------------------
 
-    def _start(self) -> _Producer:
-        self._producer = _Producer(self._config)
-        self._poller = threading.Thread(target=self._serve, name="record-producer", daemon=True)
-        self._poller.start()
+    def start(self) -> _Producer:
+        """Connect now (the worker calls it as it starts): the first record does not wait for the
+        connection and the idempotent producer id, which on a fresh broker can take seconds."""
+        if self._producer is None:
+            self._producer = _Producer(self._config)
+        if self._poller is None or not self._poller.is_alive():
+            self._stopping.clear()
+            self._poller = threading.Thread(target=self._serve, name="record-producer", daemon=True)
+            self._poller.start()
         return self._producer
 
     def _serve(self) -> None:

@@ -262,8 +262,25 @@ async def seed_accounts(base: str, creds: dict[str, Any]) -> dict[str, Any]:
                     "/api/v1/admin/deposits",
                     {"account_id": account, "asset": asset, "amount": str(Decimal(amount))},
                 )
+            await wait_for_balances(http, GatewayClient(base, made["key_id"], made["secret"]), deposits)
             say(f"created account {account} with deposits {deposits}")
     return creds
+
+
+async def wait_for_balances(http: aiohttp.ClientSession, trader: Any, deposits: dict[str, str],
+                            timeout_s: float = 60.0) -> None:
+    """Until the gateway shows a new account's deposits: `up` returns a platform ready to trade."""
+    want = {asset: Decimal(amount) for asset, amount in deposits.items()}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        balances = (await trader.ok(http, "GET", "/api/v1/balances"))["balances"]
+        have = {a: Decimal(b["free"]) + Decimal(b["held"]) for a, b in balances.items()}
+        if all(have.get(asset) == amount for asset, amount in want.items()):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"deposits not applied after {timeout_s:.0f} s: want {deposits}, "
+                               f"the gateway shows {balances}; see the collateral log")
+        await asyncio.sleep(0.2)
 
 
 def load_credentials(folder: Path) -> dict[str, Any]:
