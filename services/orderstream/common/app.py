@@ -94,6 +94,7 @@ class _App(faust.App):
     """
 
     records: RecordProducer | None = None
+    sequencer: Sequencer | None = None
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -104,6 +105,8 @@ class _App(faust.App):
         await super().on_stop()  # flushes the producers
         if self.records is not None:
             self.records.stop()
+        if self.sequencer is not None:
+            await self.sequencer.stop()  # its private consumer, if it ever read missing records
 
     def _new_producer(self) -> Any:
         app = self
@@ -225,7 +228,7 @@ class Service:
             logging_config=logging_config(self.name, settings.log_level, settings.worker_id),
         )
         self.app.records = self.records
-        self.sequencer = Sequencer(settings.kafka_bootstrap_servers, self.app.conf.id)
+        self.sequencer = self.app.sequencer = Sequencer(settings.kafka_bootstrap_servers, self.app.conf.id)
 
         async def partitions_moved(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
             self.sequencer.reset()  # positions are the committed offsets again
