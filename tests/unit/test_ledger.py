@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections import defaultdict
 from decimal import Decimal as D
+from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orderstream.collateral.app import load_account, store_account
 from orderstream.collateral.domain.ledger import Account, journal
 from orderstream.common import records as r
+from orderstream.common.state import Changes
 from orderstream.common.trading import cost
 from tests.e2e.stack import instrument
 
@@ -307,3 +311,45 @@ def test_conservation_journal_and_holds_over_random_workloads(steps: list[tuple[
         hold = accounts[o.account_id].holds[o.order_id]  # type: ignore[attr-defined]
         need = cost(BTC, o.side, o.order_type, o.quantity - filled, o.price, None)  # type: ignore[attr-defined]
         assert need is not None and hold.amount == need[1]
+
+
+def stored_changes(docs: dict[str, Any]) -> Changes:
+    """A step's view over stored documents (what StateStore hands a step)."""
+    return Changes(SimpleNamespace(docs=lambda: docs))  # type: ignore[arg-type]
+
+
+def test_each_hold_is_its_own_document_and_a_step_touches_only_its_orders() -> None:
+    a = funded("A", USD="100000")
+    o1, o2 = submit("o1", "A", "BUY", "1", "30000"), submit("o2", "A", "BUY", "1", "31000")
+    a.hold_orders([o1, o2], INSTRUMENTS)
+    docs: dict[str, Any] = {}
+    first = stored_changes(docs)
+    store_account(first, a, ["o1", "o2"])
+    docs.update({k: v for k, v in first.written.items() if v is not None})
+    assert "holds" not in docs["a|A"] and set(docs) == {"a|A", "h|A|o1", "h|A|o2"}
+
+    # o1 fills: the step reads the account and o1's hold only, and deletes that hold
+    step = stored_changes(docs)
+    account = load_account(step, "A", ["o1"])
+    assert set(account.holds) == {"o1"}
+    account.on_report(report(o1, 1, "FILLED", D(1), D(0), (D(1), D(30000), "t1")), BTC)
+    store_account(step, account, ["o1"])
+    assert set(step.written) == {"a|A", "h|A|o1"} and step.written["h|A|o1"] is None
+    docs.update(step.written)
+    del docs["h|A|o1"]
+    whole = load_account(stored_changes(docs), "A", ["o1", "o2"])
+    assert set(whole.holds) == {"o2"} and whole.held == {"USD": a.holds["o2"].amount}
+
+
+def test_an_account_stored_with_its_holds_inside_is_split_on_its_next_step() -> None:
+    a = funded("A", USD="100000")
+    o1, o2 = submit("o1", "A", "BUY", "1", "30000"), submit("o2", "A", "BUY", "1", "31000")
+    a.hold_orders([o1, o2], INSTRUMENTS)
+    docs: dict[str, Any] = {"a|A": a.to_doc()}  # the layout before hold documents
+    step = stored_changes(docs)
+    account = load_account(step, "A")  # a deposit: no order concerned
+    assert set(account.holds) == {"o1", "o2"}
+    store_account(step, account)
+    assert "holds" not in step.written["a|A"]  # type: ignore[operator]
+    assert {k: v for k, v in step.written.items() if k.startswith("h|")} == {
+        "h|A|o1": a.holds["o1"].to_doc(), "h|A|o2": a.holds["o2"].to_doc()}

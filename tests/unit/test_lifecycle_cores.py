@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal as D
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
 from orderstream.common import records as r
+from orderstream.common.state import Changes
 from orderstream.common.trading import Position
 from orderstream.execution.domain.order import TRANSITIONS, IllegalTransition, OrderState
 from orderstream.execution.domain.ticker import SymbolStats
+from orderstream.router.app import load_exposure, store_exposure
 from orderstream.router.domain.basket import finished, on_child_report, open_basket
 from orderstream.router.domain.risk import Exposure, Limits
 from orderstream.router.mockvenue import MockVenue, MockVenueConfig
@@ -186,6 +190,50 @@ def test_each_risk_rule_rejects_with_its_reason() -> None:
     assert x.check(submit("b", "A", "SELL", "3", "100"), LIMITS, BTC, None, None) is None
     x.opened(submit("b", "A", "SELL", "1", "100"))
     assert x.check(submit("c", "A", "SELL", "1", "100"), LIMITS, BTC, None, None)[0] == "MAX_OPEN_ORDERS"
+
+
+def totals_of(x: Exposure) -> tuple[int, dict[str, D]]:
+    """The totals recomputed from the entries (all of them in memory)."""
+    pending: dict[str, D] = {}
+    for sym, side, leaves, _ in x.open.values():
+        pending[f"{sym}|{side}"] = pending.get(f"{sym}|{side}", D(0)) + D(leaves)
+    return len(x.open), {k: v for k, v in pending.items() if v}
+
+
+def test_the_totals_follow_every_open_order_and_the_rules_read_them_from_a_partial_load() -> None:
+    x = Exposure()
+    a, b, c = (submit(i, "A", side, qty, "100") for i, side, qty in
+               (("a", "BUY", "3"), ("b", "BUY", "1"), ("c", "SELL", "2")))
+    for o in (a, b, c):
+        x.opened(o)
+    x.unopened("c")
+    assert x.on_report(report(a, 1, "PARTIALLY_FILLED", D(1), D(2), (D(1), D(100), "t1")))
+    assert (x.open_count, x.pending) == totals_of(x) == (2, {"BTC-USD|BUY": D(3)})
+    assert x.on_report(report(b, 1, "CANCELED", D(0), D(1)))
+    assert (x.open_count, x.pending) == totals_of(x) == (1, {"BTC-USD|BUY": D(2)})
+
+    # stored with one document per open order; a step that loads none still sees the totals
+    docs: dict[str, Any] = {}
+    view = Changes(SimpleNamespace(docs=lambda: docs))  # type: ignore[arg-type]
+    store_exposure(view, "A", x, ["a", "b"])
+    docs.update({k: v for k, v in view.written.items() if v is not None})
+    assert set(docs) == {"x|A", "x|A|a"}
+    partial = load_exposure(Changes(SimpleNamespace(docs=lambda: docs)), "A", [])  # type: ignore[arg-type]
+    assert partial.open == {} and partial.open_count == 1
+    # buying 3 more could bring the position to 1 (filled) + 2 (pending) + 3 = 6, above 5
+    assert partial.check(submit("d", "A", "BUY", "3", "100"), LIMITS, BTC, None, None)[0] == "MAX_POSITION"
+    partial.opened(submit("d", "A", "SELL", "1", "100"))
+    refusal = partial.check(submit("e", "A", "SELL", "1", "100"), LIMITS, BTC, None, None)
+    assert refusal is not None and refusal[0] == "MAX_OPEN_ORDERS"
+
+
+def test_an_exposure_stored_before_the_totals_gets_them_from_its_entries() -> None:
+    x = Exposure()
+    for o in (submit("a", "A", "BUY", "3", "100"), submit("b", "A", "SELL", "1", "100")):
+        x.opened(o)
+    legacy = {k: v for k, v in x.to_doc().items() if k not in ("open_count", "pending")}
+    again = Exposure.from_doc(legacy)
+    assert (again.open_count, again.pending) == (2, {"BTC-USD|BUY": D(3), "BTC-USD|SELL": D(1)})
 
 
 def test_the_daily_loss_limit_counts_realized_losses_of_the_day() -> None:

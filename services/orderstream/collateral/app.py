@@ -8,6 +8,8 @@ client hears why.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from orderstream.collateral.domain.ledger import Account
@@ -25,11 +27,30 @@ FUNDED = "order.funded"
 EVENTS = "collateral.events"
 
 
+def hold_key(account_id: str, order_id: str) -> str:
+    return f"h|{account_id}|{order_id}"
+
+
 def rejected(cmd: r.SubmitOrder | r.ReplaceOrder, reason: str, message: str) -> r.OrderRejected:
     """The OrderRejected that tells the client why collateral refused `cmd`."""
     if isinstance(cmd, r.SubmitOrder):
         return submit_rejected(cmd, reason, message, "rej")
     return command_rejected(cmd, reason, message, "rej")
+
+
+def load_account(changes: Changes, account_id: str, order_ids: Iterable[str] = ()) -> Account:
+    """The account's ledger with the holds of `order_ids` (those that exist): each hold is a
+    document of its own, so a step touches the account's balances and one or a few holds,
+    not every open order of the account."""
+    doc = changes.get_split(f"a|{account_id}", "holds", partial(hold_key, account_id), order_ids)
+    return Account.from_doc(account_id, doc)
+
+
+def store_account(changes: Changes, account: Account, order_ids: Iterable[str] = ()) -> None:
+    """Write the account's balances and the holds it holds in memory; a hold of `order_ids`
+    gone (settled, released) is deleted."""
+    changes.put_split(f"a|{account.account_id}", account.to_doc(), "holds",
+                      partial(hold_key, account.account_id), order_ids)
 
 
 class CollateralWorker:
@@ -38,13 +59,11 @@ class CollateralWorker:
         outputs = {name: service.output(name) for name in (ORDER_EVENTS, FUNDED, EVENTS)}
         self.state = StateStore(service, "collateral-accounts", outputs, settings.dedupe_window)
         self.instruments = Mirror(service, "ref.instruments", r.Instrument)
-        service.health_extras.append(lambda: {"accounts": self.state.loaded_count()})
+        service.health_extras.append(lambda: {"documents": self.state.loaded_count()})
 
-    def _account(self, changes: Changes, account_id: str) -> Account:
-        return Account.from_doc(account_id, changes.get(f"a|{account_id}"))
-
-    def _events(self, changes: Changes, account: Account, events: list[Any]) -> list[Emit]:
-        changes.put(f"a|{account.account_id}", account.to_doc())
+    def _events(self, changes: Changes, account: Account, events: list[Any],
+                order_ids: Iterable[str] = ()) -> list[Emit]:
+        store_account(changes, account, order_ids)
         return [Emit(EVENTS, account.account_id, e) for e in events]
 
     async def on_order_command(self, record: Record, delivery: Delivery) -> None:
@@ -53,22 +72,25 @@ class CollateralWorker:
         cmd = record
 
         def step(changes: Changes) -> list[Emit]:
-            account = self._account(changes, cmd.account_id)
             if isinstance(cmd, r.CancelOrder):
                 return [Emit(FUNDED, cmd.account_id, cmd)]
             if isinstance(cmd, r.ReplaceOrder):
+                ids = [cmd.order_id]
+                account = load_account(changes, cmd.account_id, ids)
                 events, refusal = account.hold_replace(cmd, self.instruments.get(cmd.symbol))
                 if refusal is not None:
-                    changes.put(f"a|{account.account_id}", account.to_doc())
+                    store_account(changes, account, ids)
                     return [Emit(ORDER_EVENTS, cmd.account_id, rejected(cmd, *refusal))]
-                return [*self._events(changes, account, events), Emit(FUNDED, cmd.account_id, cmd)]
+                return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
             orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
+            ids = [o.order_id for o in orders]
+            account = load_account(changes, cmd.account_id, ids)
             if any(o.order_id in account.holds for o in orders):
                 return []  # a repeat beyond the dedupe window: the hold already exists
             events, refusal = account.hold_orders(orders, self.instruments.latest)
             if refusal is not None:
                 return [Emit(ORDER_EVENTS, cmd.account_id, rejected(o, *refusal)) for o in orders]
-            return [*self._events(changes, account, events), Emit(FUNDED, cmd.account_id, cmd)]
+            return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
 
         await self.state.apply(f"order.commands:{cmd.command_id}", step, delivery.partition)
 
@@ -77,7 +99,7 @@ class CollateralWorker:
         cmd = record
 
         def step(changes: Changes) -> list[Emit]:
-            account = self._account(changes, cmd.account_id)
+            account = load_account(changes, cmd.account_id)
             events = account.deposit(cmd) if isinstance(cmd, r.Deposit) else account.withdraw(cmd)
             return self._events(changes, account, events)
 
@@ -91,10 +113,12 @@ class CollateralWorker:
             return  # an account collateral never funded
 
         def step(changes: Changes) -> list[Emit]:
-            account = self._account(changes, rep.account_id)
+            ids = [rep.order_id]
+            account = load_account(changes, rep.account_id, ids)
             if rep.order_id not in account.holds:
                 return []
-            return self._events(changes, account, account.on_report(rep, self.instruments.get(rep.symbol)))
+            events = account.on_report(rep, self.instruments.get(rep.symbol))
+            return self._events(changes, account, events, ids)
 
         await self.state.apply(f"execution.reports:{rep.event_id}", step, delivery.partition)
 

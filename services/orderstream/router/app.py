@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from orderstream.common import records as r
@@ -86,6 +87,21 @@ def venue_record(ev: VenueEvent, doc: dict[str, Any], venue: str, sequence: int,
     )
 
 
+def open_key(account_id: str, order_id: str) -> str:
+    return f"x|{account_id}|{order_id}"
+
+
+def load_exposure(changes: Changes, account_id: str, order_ids: Iterable[str]) -> Exposure:
+    """The account's exposure with the open-order entries of `order_ids`: each entry is a
+    document of its own, the rules read the totals kept in the exposure document."""
+    return Exposure.from_doc(changes.get_split(f"x|{account_id}", "open", partial(open_key, account_id),
+                                               order_ids))
+
+
+def store_exposure(changes: Changes, account_id: str, exposure: Exposure, order_ids: Iterable[str]) -> None:
+    changes.put_split(f"x|{account_id}", exposure.to_doc(), "open", partial(open_key, account_id), order_ids)
+
+
 class RouterWorker:
     def __init__(self, service: Service, settings: RouterSettings) -> None:
         self.service = service
@@ -153,7 +169,7 @@ class RouterWorker:
         if venue == INTERNAL:
             return [Emit("match.commands", o.symbol, o)]
         if venue not in self.venues:
-            exposure.open.pop(o.order_id)
+            exposure.unopened(o.order_id)
             return [
                 Emit(
                     ORDER_EVENTS,
@@ -211,16 +227,15 @@ class RouterWorker:
                         )
                     ]
                 return []  # the venue is called after the step; its answer comes back as an event
-            xkey = f"x|{cmd.account_id}"
-            exposure = Exposure.from_doc(changes.get(xkey))
+            orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
+            ids = [o.order_id for o in orders]
+            exposure = load_exposure(changes, cmd.account_id, ids)
             out: list[Emit] = []
             if isinstance(cmd, r.SubmitBasket):
                 changes.put(f"b|{cmd.account_id}|{cmd.order_id}", open_basket(cmd))
-                for child in children(cmd):
-                    out += self._route(changes, exposure, child, to_place)
-            else:
-                out += self._route(changes, exposure, cmd, to_place)
-            changes.put(xkey, exposure.to_doc())
+            for o in orders:
+                out += self._route(changes, exposure, o, to_place)
+            store_exposure(changes, cmd.account_id, exposure, ids)
             return out
 
         applied = await self.state.apply(f"order.funded:{cmd.command_id}", step, delivery.partition)
@@ -309,10 +324,10 @@ class RouterWorker:
             return
 
         def step(changes: Changes) -> list[Emit]:
-            exposure = Exposure.from_doc(changes.get(xkey))
+            exposure = load_exposure(changes, rep.account_id, [rep.order_id])
             if not exposure.on_report(rep):
                 return []
-            changes.put(xkey, exposure.to_doc())
+            store_exposure(changes, rep.account_id, exposure, [rep.order_id])
             parent = basket_of(rep.order_id)
             if parent is None:
                 return []

@@ -25,10 +25,14 @@ class Limits:
 class Exposure:
     """What an account has at risk: open orders, positions, today's realized P&L net of fees."""
 
-    open: dict[str, list[Any]] = field(default_factory=dict)  # order_id -> [symbol, side, leaves, seq]
+    # order_id -> [symbol, side, leaves, seq]; the service loads only the entries a step concerns,
+    # so the rules read the totals below, which cover every open order
+    open: dict[str, list[Any]] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)
     day: int = 0
     day_pnl: Decimal = ZERO
+    open_count: int = 0
+    pending: dict[str, Decimal] = field(default_factory=dict)  # "<symbol>|<side>" -> leaves of open orders
 
     def check(
         self,
@@ -55,17 +59,10 @@ class Exposure:
         )
         if notional is not None and notional > limits.max_order_notional:
             return "MAX_ORDER_NOTIONAL", f"notional {notional} above the limit {limits.max_order_notional}"
-        if len(self.open) >= limits.max_open_orders:
-            return "MAX_OPEN_ORDERS", f"{len(self.open)} open orders, the limit is {limits.max_open_orders}"
+        if self.open_count >= limits.max_open_orders:
+            return "MAX_OPEN_ORDERS", f"{self.open_count} open orders, the limit is {limits.max_open_orders}"
         sign = 1 if o.side == r.Side.BUY else -1
-        pending = sum(
-            (
-                Decimal(leaves)
-                for sym, side, leaves, _ in self.open.values()
-                if sym == o.symbol and side == o.side.value
-            ),
-            ZERO,
-        )
+        pending = self.pending.get(f"{o.symbol}|{o.side.value}", ZERO)
         held = self.positions.get(o.symbol, Position()).quantity
         worst = abs(held + sign * (pending + o.quantity))
         if worst > limits.max_position:
@@ -82,12 +79,21 @@ class Exposure:
 
     def opened(self, o: r.SubmitOrder) -> None:
         self.open[o.order_id] = [o.symbol, o.side.value, str(o.quantity), 0]
+        self.open_count += 1
+        self._pend(o.symbol, o.side.value, o.quantity)
+
+    def unopened(self, order_id: str) -> None:
+        """Take back an order `opened` in this step (it could not be placed)."""
+        sym, side, leaves, _ = self.open.pop(order_id)
+        self.open_count -= 1
+        self._pend(sym, side, -Decimal(leaves))
 
     def on_report(self, rep: r.ExecutionReport) -> bool:
         """Track one execution report; False when it was already seen."""
         entry = self.open.get(rep.order_id)
         if entry is None or rep.sequence <= entry[3]:
             return False
+        self._pend(entry[0], entry[1], rep.remaining_quantity - Decimal(entry[2]))
         entry[2], entry[3] = str(rep.remaining_quantity), rep.sequence
         if rep.last_fill_quantity is not None and rep.last_fill_price is not None:
             fill_fee = ZERO
@@ -99,7 +105,17 @@ class Exposure:
             self.day_pnl += realized
         if rep.status in TERMINAL:
             del self.open[rep.order_id]
+            self.open_count -= 1
+            self._pend(entry[0], entry[1], -rep.remaining_quantity)
         return True
+
+    def _pend(self, symbol: str, side: str, delta: Decimal) -> None:
+        key = f"{symbol}|{side}"
+        total = self.pending.get(key, ZERO) + delta
+        if total:
+            self.pending[key] = total
+        else:
+            self.pending.pop(key, None)
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -107,15 +123,25 @@ class Exposure:
             "positions": {s: p.to_doc() for s, p in self.positions.items()},
             "day": self.day,
             "day_pnl": str(self.day_pnl),
+            "open_count": self.open_count,
+            "pending": {k: str(v) for k, v in self.pending.items()},
         }
 
     @classmethod
     def from_doc(cls, d: dict[str, Any] | None) -> Exposure:
         if not d:
             return cls()
-        return cls(
+        x = cls(
             d["open"],
             {s: Position.from_doc(p) for s, p in d["positions"].items()},
             d["day"],
             Decimal(d["day_pnl"]),
         )
+        if "open_count" in d:
+            x.open_count = d["open_count"]
+            x.pending = {k: Decimal(v) for k, v in d["pending"].items()}
+        else:  # stored before the totals: every open order is in the document
+            x.open_count = len(x.open)
+            for sym, side, leaves, _ in x.open.values():
+                x._pend(sym, side, Decimal(leaves))
+        return x
