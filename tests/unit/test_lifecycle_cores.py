@@ -204,7 +204,7 @@ def test_the_totals_follow_every_open_order_and_the_rules_read_them_from_a_parti
     x = Exposure()
     a, b, c = (submit(i, "A", side, qty, "100") for i, side, qty in
                (("a", "BUY", "3"), ("b", "BUY", "1"), ("c", "SELL", "2")))
-    for o in (a, b, c):
+    for o in (a, b, c, b):  # b twice: counted once
         x.opened(o)
     x.unopened("c")
     assert x.on_report(report(a, 1, "PARTIALLY_FILLED", D(1), D(2), (D(1), D(100), "t1")))

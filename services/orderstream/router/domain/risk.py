@@ -78,6 +78,8 @@ class Exposure:
         return None
 
     def opened(self, o: r.SubmitOrder) -> None:
+        if o.order_id in self.open:  # the same order again: counted once
+            self.unopened(o.order_id)
         self.open[o.order_id] = [o.symbol, o.side.value, str(o.quantity), 0]
         self.open_count += 1
         self._pend(o.symbol, o.side.value, o.quantity)
