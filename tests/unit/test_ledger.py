@@ -326,7 +326,7 @@ def test_each_hold_is_its_own_document_and_a_step_touches_only_its_orders() -> N
     first = stored_changes(docs)
     store_account(first, a, ["o1", "o2"])
     docs.update({k: v for k, v in first.written.items() if v is not None})
-    assert "holds" not in docs["a|A"] and set(docs) == {"a|A", "h|A|o1", "h|A|o2"}
+    assert "holds" not in docs["a|A"] and set(docs) == {"a|A", "a|A|o1", "a|A|o2"}
 
     # o1 fills: the step reads the account and o1's hold only, and deletes that hold
     step = stored_changes(docs)
@@ -334,9 +334,9 @@ def test_each_hold_is_its_own_document_and_a_step_touches_only_its_orders() -> N
     assert set(account.holds) == {"o1"}
     account.on_report(report(o1, 1, "FILLED", D(1), D(0), (D(1), D(30000), "t1")), BTC)
     store_account(step, account, ["o1"])
-    assert set(step.written) == {"a|A", "h|A|o1"} and step.written["h|A|o1"] is None
+    assert set(step.written) == {"a|A", "a|A|o1"} and step.written["a|A|o1"] is None
     docs.update(step.written)
-    del docs["h|A|o1"]
+    del docs["a|A|o1"]
     whole = load_account(stored_changes(docs), "A", ["o1", "o2"])
     assert set(whole.holds) == {"o2"} and whole.held == {"USD": a.holds["o2"].amount}
 
@@ -351,5 +351,5 @@ def test_an_account_stored_with_its_holds_inside_is_split_on_its_next_step() -> 
     assert set(account.holds) == {"o1", "o2"}
     store_account(step, account)
     assert "holds" not in step.written["a|A"]  # type: ignore[operator]
-    assert {k: v for k, v in step.written.items() if k.startswith("h|")} == {
-        "h|A|o1": a.holds["o1"].to_doc(), "h|A|o2": a.holds["o2"].to_doc()}
+    assert {k: v for k, v in step.written.items() if k.startswith("a|A|")} == {
+        "a|A|o1": a.holds["o1"].to_doc(), "a|A|o2": a.holds["o2"].to_doc()}

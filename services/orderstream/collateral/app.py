@@ -8,8 +8,7 @@ client hears why.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
 
 from orderstream.collateral.domain.ledger import Account
@@ -27,10 +26,6 @@ FUNDED = "order.funded"
 EVENTS = "collateral.events"
 
 
-def hold_key(account_id: str, order_id: str) -> str:
-    return f"h|{account_id}|{order_id}"
-
-
 def rejected(cmd: r.SubmitOrder | r.ReplaceOrder, reason: str, message: str) -> r.OrderRejected:
     """The OrderRejected that tells the client why collateral refused `cmd`."""
     if isinstance(cmd, r.SubmitOrder):
@@ -38,19 +33,17 @@ def rejected(cmd: r.SubmitOrder | r.ReplaceOrder, reason: str, message: str) -> 
     return command_rejected(cmd, reason, message, "rej")
 
 
-def load_account(changes: Changes, account_id: str, order_ids: Iterable[str] = ()) -> Account:
+def load_account(changes: Changes, account_id: str, order_ids: Sequence[str] = ()) -> Account:
     """The account's ledger with the holds of `order_ids` (those that exist): each hold is a
-    document of its own, so a step touches the account's balances and one or a few holds,
-    not every open order of the account."""
-    doc = changes.get_split(f"a|{account_id}", "holds", partial(hold_key, account_id), order_ids)
-    return Account.from_doc(account_id, doc)
+    document of its own (`a|<account>|<order>`), so a step touches the account's balances and
+    one or a few holds, not every open order of the account."""
+    return Account.from_doc(account_id, changes.get_split(f"a|{account_id}", "holds", order_ids))
 
 
-def store_account(changes: Changes, account: Account, order_ids: Iterable[str] = ()) -> None:
+def store_account(changes: Changes, account: Account, order_ids: Sequence[str] = ()) -> None:
     """Write the account's balances and the holds it holds in memory; a hold of `order_ids`
     gone (settled, released) is deleted."""
-    changes.put_split(f"a|{account.account_id}", account.to_doc(), "holds",
-                      partial(hold_key, account.account_id), order_ids)
+    changes.put_split(f"a|{account.account_id}", account.to_doc(), "holds", order_ids)
 
 
 class CollateralWorker:
@@ -62,7 +55,7 @@ class CollateralWorker:
         service.health_extras.append(lambda: {"documents": self.state.loaded_count()})
 
     def _events(self, changes: Changes, account: Account, events: list[Any],
-                order_ids: Iterable[str] = ()) -> list[Emit]:
+                order_ids: Sequence[str] = ()) -> list[Emit]:
         store_account(changes, account, order_ids)
         return [Emit(EVENTS, account.account_id, e) for e in events]
 

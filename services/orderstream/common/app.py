@@ -127,7 +127,7 @@ class Output:
         self.spec = topic
         self._service = service
         self._name = service.settings.topic(topic.name)
-        self._counted = metrics.RECORDS_OUT.labels(service.settings.service, topic.name)
+        self._counted = metrics.child(metrics.RECORDS_OUT, service.settings.service, topic.name)
         service.writes.add(topic.name)
         service.raw_topic(self._name, config=topic_configs(topic))  # declared, so Faust creates it if missing
 
@@ -242,7 +242,6 @@ class Service:
         self.assignments = 0  # rebalances this worker has been through (0: not yet part of its group)
         metrics.setup_faust_metrics(self.app, name_prefix=f"faust_{self.name}")
         self._dlqs: dict[str, faust.TopicT] = {}
-        self._counted_in: dict[tuple[str, type[Record]], Any] = {}
         self._started = time.time()
         self.health_extras: list[Callable[[], dict[str, Any]]] = []
         self.mirrors: list[Any] = []  # common.mirror.Mirror, read in full before the worker starts
@@ -400,11 +399,7 @@ class Service:
         except DecodeError as exc:
             await self.dead_letter(delivery, raw.value, exc)
             return None
-        counter = self._counted_in.get((topic.name, type(record)))
-        if counter is None:  # labels() costs more than the count: one child per topic and type
-            counter = self._counted_in[topic.name, type(record)] = metrics.RECORDS_IN.labels(
-                self.name, topic.name, type(record).__name__)
-        counter.inc()
+        metrics.child(metrics.RECORDS_IN, self.name, topic.name, type(record).__name__).inc()
         return record, delivery
 
     async def _handle(self, event: Any, topic: TopicSpec, handler: Handler) -> None:

@@ -24,7 +24,7 @@ import copy
 import json
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,12 +63,17 @@ class Changes:
     def delete(self, key: str) -> None:
         self.written[key] = None
 
-    # A document with a map that grows (an account's holds, its open orders) keeps each entry
-    # of that map as a document of its own, so a step reads and writes the entries it touches,
-    # not every one of them.
+    def has(self, key: str) -> bool:
+        """Whether the document exists (as this step leaves it), without copying it."""
+        if key in self.written:
+            return self.written[key] is not None
+        return key in self._store.docs()
 
-    def get_split(self, key: str, field: str, item_key: Callable[[str], str],
-                  ids: Iterable[str]) -> Doc | None:
+    # A document with a map that grows (an account's holds, its open orders) keeps each entry
+    # of that map as a document of its own, `<key>|<entry id>`, so a step reads and writes
+    # the entries it touches, not every one of them.
+
+    def get_split(self, key: str, field: str, ids: Sequence[str]) -> Doc | None:
         """The document with, in `field`, the entries of `ids` that exist (entries stored inside
         the document, as before they had documents of their own, come along too)."""
         doc = self.get(key)
@@ -76,22 +81,21 @@ class Changes:
             return None
         entries = doc.setdefault(field, {})
         for entry_id in ids:
-            entry = self.get(item_key(entry_id))
+            entry = self.get(f"{key}|{entry_id}")
             if entry is not None:
                 entries[entry_id] = entry
         return doc
 
-    def put_split(self, key: str, doc: Doc, field: str, item_key: Callable[[str], str],
-                  ids: Iterable[str]) -> None:
+    def put_split(self, key: str, doc: Doc, field: str, ids: Sequence[str]) -> None:
         """Store `doc` without `field`, each entry of `field` as its own document; an entry of
         `ids` no longer in `field` is deleted."""
         entries = doc[field]
         self.put(key, {k: v for k, v in doc.items() if k != field})
         for entry_id, entry in entries.items():
-            self.put(item_key(entry_id), entry)
+            self.put(f"{key}|{entry_id}", entry)
         for entry_id in ids:
-            if entry_id not in entries and self.get(item_key(entry_id)) is not None:
-                self.delete(item_key(entry_id))
+            if entry_id not in entries and self.has(f"{key}|{entry_id}"):
+                self.delete(f"{key}|{entry_id}")
 
 
 Step = Callable[[Changes], list[Emit]]

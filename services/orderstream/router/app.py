@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from functools import partial
 from typing import Any
 
 from orderstream.common import records as r
@@ -87,19 +86,15 @@ def venue_record(ev: VenueEvent, doc: dict[str, Any], venue: str, sequence: int,
     )
 
 
-def open_key(account_id: str, order_id: str) -> str:
-    return f"x|{account_id}|{order_id}"
-
-
-def load_exposure(changes: Changes, account_id: str, order_ids: Iterable[str]) -> Exposure:
+def load_exposure(changes: Changes, account_id: str, order_ids: Sequence[str]) -> Exposure:
     """The account's exposure with the open-order entries of `order_ids`: each entry is a
-    document of its own, the rules read the totals kept in the exposure document."""
-    return Exposure.from_doc(changes.get_split(f"x|{account_id}", "open", partial(open_key, account_id),
-                                               order_ids))
+    document of its own (`x|<account>|<order>`), the rules read the totals kept in the
+    exposure document."""
+    return Exposure.from_doc(changes.get_split(f"x|{account_id}", "open", order_ids))
 
 
-def store_exposure(changes: Changes, account_id: str, exposure: Exposure, order_ids: Iterable[str]) -> None:
-    changes.put_split(f"x|{account_id}", exposure.to_doc(), "open", partial(open_key, account_id), order_ids)
+def store_exposure(changes: Changes, account_id: str, exposure: Exposure, order_ids: Sequence[str]) -> None:
+    changes.put_split(f"x|{account_id}", exposure.to_doc(), "open", order_ids)
 
 
 class RouterWorker:
