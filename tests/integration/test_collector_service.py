@@ -41,8 +41,7 @@ async def test_reports_in_documents_out_across_redelivery_and_a_hard_kill(
            "ORDERSTREAM_TOPIC_PREFIX": prefix, "ORDERSTREAM_PARTITIONS": "2",
            "ORDERSTREAM_COLLECTOR_MONGO_DATABASE": dbname, "ORDERSTREAM_COLLECTOR_WEB_PORT": str(port),
            "ORDERSTREAM_COLLECTOR_DATA_DIR": str(tmp_path / "faust"),
-           "ORDERSTREAM_COLLECTOR_SESSION_TIMEOUT_S": "6", "ORDERSTREAM_COLLECTOR_BATCH_SIZE": "50",
-           "ORDERSTREAM_COLLECTOR_FLUSH_INTERVAL_S": "0.05"}
+           "ORDERSTREAM_COLLECTOR_SESSION_TIMEOUT_S": "6", "ORDERSTREAM_COLLECTOR_BATCH_SIZE": "50"}
     client: AsyncIOMotorClient[Any] = AsyncIOMotorClient(mongo_url)
     db = client[dbname]
     reports = lifecycle(400, account="acct-1") + lifecycle(200, start=1000, account="acct-2")[:-1]

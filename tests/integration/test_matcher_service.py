@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, schema_ids
@@ -116,11 +117,17 @@ async def test_hard_kill_and_restart_gives_the_uninterrupted_events(kafka_bootst
     # Commands keep arriving (one acknowledged send at a time) while the worker is killed hard.
     sending = asyncio.create_task(m.send(first))
     seen = 0
-    for _ in range(400):
-        seen = sum(1 for x in await read(kafka_bootstrap, m.topic("order.events"), 10**6, timeout=0.3)
-                   if not CODEC.decode(x.value).event_id.startswith("probe-"))  # type: ignore[attr-defined]
-        if seen > 200:
-            break
+    watcher = AIOKafkaConsumer(m.topic("order.events"), bootstrap_servers=kafka_bootstrap,
+                               auto_offset_reset="earliest", enable_auto_commit=False)
+    await watcher.start()
+    try:  # one consumer that follows the events, so the kill lands a few hundred events in
+        deadline = time.monotonic() + 120
+        while seen <= 200 and time.monotonic() < deadline:
+            for batch in (await watcher.getmany(timeout_ms=50)).values():
+                seen += sum(1 for x in batch
+                            if not CODEC.decode(x.value).event_id.startswith("probe-"))  # type: ignore[attr-defined]
+    finally:
+        await watcher.stop()
     worker.stop(signal.SIGKILL)
     await sending
     assert worker.proc is not None and worker.proc.returncode == -signal.SIGKILL

@@ -1,4 +1,4 @@
-"""The service template through the real broker: Avro in and out, dead letters, health, crash policy."""
+"""The service template through the real broker: Avro in and out, dead letters, health, failure policy."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from orderstream.common.codec import AvroCodec, schema_ids
 from orderstream.common.records import ALL_RECORDS, Deposit, OrderAccepted, SubmitOrder
@@ -119,23 +120,56 @@ async def test_health_and_metrics_endpoints(probe: Probe) -> None:
     assert "orderstream_dead_letters_total" in text
 
 
-async def test_handler_bug_stops_worker_and_record_is_redelivered(
+async def committed(bootstrap: str, group: str) -> dict[int, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in found.items() if tp.topic.endswith("order.commands")}
+
+
+async def test_record_failing_every_try_is_dead_lettered_and_the_partition_goes_on(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
     probe = await start_probe(kafka_bootstrap, tmp_path)
-    bug = submit(7, symbol="BUG-BUG")
-    await produce(kafka_bootstrap, probe.topic("order.commands"), [(b"acct-1", CODEC.encode(bug), {})])
-    for _ in range(120):
-        if probe.worker.proc is not None and probe.worker.proc.poll() is not None:
-            break
-        await asyncio.sleep(0.5)
-    assert probe.worker.proc is not None and probe.worker.proc.returncode == 70, probe.worker.tail()
-    assert "deliberate handler bug" in probe.worker.tail(200)
-    # The failing record was not acknowledged: a restarted worker sees it again (and fails again).
-    again = Worker(probe.worker.module, probe.worker.env, tmp_path / "again.log").start()
-    for _ in range(120):
-        if again.proc is not None and again.proc.poll() is not None:
-            break
-        await asyncio.sleep(0.5)
-    assert again.proc is not None and again.proc.returncode == 70, again.tail()
-    assert "deliberate handler bug" in again.tail(200)
+    try:
+        # One key, so one partition: the failing record sits between good ones, in one batch.
+        orders = [submit(3 * n) for n in range(1, 7)]
+        bug = submit(3 * 100, symbol="BUG-BUG")
+        sent = [*orders[:3], bug, *orders[3:]]
+        await produce(kafka_bootstrap, probe.topic("order.commands"),
+                      [(b"acct-0", CODEC.encode(o), {}) for o in sent])
+        dlq = await read(kafka_bootstrap, probe.topic("order.commands.dlq"), 1)
+        assert [m.value for m in dlq] == [CODEC.encode(bug)]
+        headers = dict(dlq[0].headers)
+        assert headers["x-dlq-tries"] == b"3"
+        assert headers["x-dlq-error"] == b"deliberate handler bug"
+        assert headers["x-dlq-error-type"] == b"RuntimeError"
+        assert headers["x-dlq-source-offset"] == b"3"  # the partition's fourth record
+        # Every other record is handled once: no loss, and the failed batch sent nothing twice.
+        events = await read(kafka_bootstrap, probe.topic("order.events"), len(orders) + 1, timeout=8)
+        assert sorted(CODEC.decode(m.value).order_id for m in events) == sorted(  # type: ignore[attr-defined]
+            o.order_id for o in orders)
+        # The worker goes on: later records of the same partition are handled, and it is healthy.
+        late = submit(3 * 200)
+        await produce(kafka_bootstrap, probe.topic("order.commands"), [(b"acct-0", CODEC.encode(late), {})])
+        events = await read(kafka_bootstrap, probe.topic("order.events"), len(orders) + 1)
+        assert late.order_id in {CODEC.decode(m.value).order_id for m in events}  # type: ignore[attr-defined]
+        assert probe.worker.proc is not None and probe.worker.proc.poll() is None
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{probe.port}/healthz") as resp:
+                assert resp.status == 200
+            async with http.get(f"http://127.0.0.1:{probe.port}/metrics") as resp:
+                text = await resp.text()
+        assert 'orderstream_handler_failures_total{service="probe",topic="' in text
+        # The committed offset reaches the end of the partition, past the dead-lettered record.
+        group = f"{probe.prefix}orderstream-probe"
+        for _ in range(40):
+            if sorted((await committed(kafka_bootstrap, group)).values()) == [len(sent) + 1]:
+                break
+            await asyncio.sleep(0.25)
+        assert sorted((await committed(kafka_bootstrap, group)).values()) == [len(sent) + 1]
+    finally:
+        assert probe.worker.stop() == 0, probe.worker.tail()

@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
+from pymongo.errors import ConnectionFailure
 
 from orderstream.collector.settings import CollectorSettings
 from orderstream.collector.store import ensure_indexes, write_batch
@@ -63,7 +64,8 @@ def build(settings: CollectorSettings | None = None) -> Service:
     settings = settings or CollectorSettings()
     service = Service(settings)
     collector = Collector(settings)
-    service.consume_batches(("execution.reports", "collateral.events"), size=settings.batch_size,
-                            within_s=settings.flush_interval_s)(collector.on_batch)
+    service.transient_errors = (ConnectionFailure,)  # MongoDB unreachable: wait, never dead-letter
+    service.consume_batches(("execution.reports", "collateral.events"), size=settings.batch_size)(
+        collector.on_batch)
     service.health_extras.append(collector.health)
     return service

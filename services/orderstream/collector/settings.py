@@ -16,5 +16,3 @@ class CollectorSettings(ServiceSettings):
 
     web_port: int = Field(6075, ge=0, le=65535, description="Port of /healthz and /metrics.")
     batch_size: int = Field(2000, ge=1, description="Most records written to MongoDB in one batch.")
-    flush_interval_s: float = Field(
-        0.2, gt=0, description="Longest a record waits for its batch to fill before it is written.")

@@ -3,20 +3,29 @@
 A service builds one `Service`, declares its inputs with `@service.consume(topic)`
 and its outputs with `service.output(topic)`, and runs `service.main()`.
 
+Records reach the handlers through `common/delivery.py`: each partition's records in
+offset order, in the batches the consumer fetched; a batch's state is written once
+(`batch_ends`, see common/state.py) and its offsets are committed after.
+
 Error policy (see ../shared/STYLE.md):
 - A record that cannot be decoded, fails validation, or is not a record type
   the topic carries goes to `<topic>.dlq` with the error in headers; the
-  agent goes on with the next record.
+  service goes on with the next record.
 - A business outcome is never an exception: handlers emit rejection events.
-- Anything else a handler raises is a bug. Faust acknowledges the record of an
-  agent that raised (its stream acks in a `finally`), which would lose it, so
-  the worker exits at once instead, before the ack; the record is redelivered
-  when the worker restarts.
+- An error the service names transient (`transient_errors`: a database that does
+  not answer) pauses the partition and tries again, without end: nothing is
+  discarded for an outage.
+- Anything else a handler raises is a bug, or a record the code cannot handle. The
+  batch's unsaved state is dropped (`resets`) and its records are tried one at a
+  time; a record that fails `max_tries` times goes to `<topic>.dlq` with the error
+  and its source offset, `orderstream_handler_failures_total` counts it, and the
+  partition goes on. `orderstream dlq-replay` sends it back after a fix.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import sys
@@ -26,10 +35,11 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import faust
+from aiokafka import ConsumerRecord
 
-from orderstream.common import faust_guard, metrics
+from orderstream.common import metrics
 from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
-from orderstream.common.gaps import Raw, Sequencer
+from orderstream.common.delivery import FastConsumer, FastTransport, Route
 from orderstream.common.logs import logging_config
 from orderstream.common.producer import RecordProducer
 from orderstream.common.record import Record
@@ -51,25 +61,22 @@ class Delivery:
     offset: int
     key: str | None
     headers: Mapping[str, bytes]
+    value: bytes | None = None  # the record as fetched, for the dead-letter topic
 
     @classmethod
-    def of(cls, raw: Raw) -> Delivery:
-        key = raw.key.decode(errors="replace") if raw.key is not None else None
-        return cls(raw.topic, raw.partition, raw.offset, key, raw.headers)
+    def of(cls, record: ConsumerRecord) -> Delivery:
+        key = record.key.decode(errors="replace") if record.key is not None else None
+        return cls(record.topic, record.partition, record.offset, key, dict(record.headers or ()),
+                   record.value)
 
+
+#: What a handler sends: deployed topic, key, value, headers, the counter of the output.
+_Outgoing = tuple[str, bytes, bytes, Mapping[str, bytes] | None, Any]
+#: The records the batch being handled (in this task) sends once it is done.
+_OUTBOX: contextvars.ContextVar[list[_Outgoing] | None] = contextvars.ContextVar("outbox", default=None)
 
 Handler = Callable[[Record, Delivery], Awaitable[None]]
 BatchHandler = Callable[[list[tuple[Record, Delivery]]], Awaitable[None]]
-
-
-def hard_exit(exc: BaseException, delivery: Delivery) -> NoReturn:
-    """Default reaction to a handler bug: log loudly, leave the record unacknowledged, exit."""
-    log.critical(
-        "handler failed; exiting before the record is acknowledged",
-        exc_info=exc,
-        extra={"topic": delivery.topic, "partition": delivery.partition, "offset": delivery.offset},
-    )
-    _exit_now()
 
 
 def lost_record_exit(reason: str) -> NoReturn:
@@ -86,7 +93,8 @@ def _exit_now() -> NoReturn:
 
 
 class _App(faust.App):
-    """Faust's app whose producer flush also flushes the service's own `RecordProducer`.
+    """Faust's app with the project's delivery path, and a producer flush that also flushes
+    the service's own `RecordProducer`.
 
     Faust flushes its producer before it commits offsets, before it gives partitions
     away in a rebalance, and when it stops: the outputs and table writes sent through
@@ -94,7 +102,14 @@ class _App(faust.App):
     """
 
     records: RecordProducer | None = None
-    sequencer: Sequencer | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.routes: dict[str, Route] = {}  # deployed topic -> its handler (common/delivery.py)
+        self.compacted_routes: set[str] = set()
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> Any:
+        return FastTransport(self.conf.broker_consumer, self)
 
     async def on_start(self) -> None:
         await super().on_start()
@@ -105,8 +120,6 @@ class _App(faust.App):
         await super().on_stop()  # flushes the producers
         if self.records is not None:
             self.records.stop()
-        if self.sequencer is not None:
-            await self.sequencer.stop()  # its private consumer, if it ever read missing records
 
     def _new_producer(self) -> Any:
         app = self
@@ -138,10 +151,17 @@ class Output:
         await self.send_encoded(key, self._service.codec.encode(record), headers)
 
     async def send_encoded(self, key: str, value: bytes, headers: Mapping[str, bytes] | None = None) -> None:
-        """Queue a record already encoded by this service's codec (see common/producer.py)."""
-        await self._service.records.send(self._name, key.encode(), value, None,
-                                         list(headers.items()) if headers else None)
-        self._counted.inc()
+        """Queue a record already encoded by this service's codec (see common/producer.py).
+
+        Inside a handler it goes out when the handler's batch is done (a batch that fails
+        sends nothing: its records are tried again); elsewhere (timers) at once.
+        """
+        item: _Outgoing = (self._name, key.encode(), value, headers, self._counted)
+        outbox = _OUTBOX.get()
+        if outbox is not None:
+            outbox.append(item)
+        else:
+            await self._service.send_out([item])
 
 
 class TableWriter:
@@ -194,13 +214,17 @@ class Service:
         settings: ServiceSettings,
         *,
         records: Iterable[type[Record]] = ALL_RECORDS,
-        on_handler_error: Callable[[BaseException, Delivery], None] = hard_exit,
+        max_tries: int = 3,
+        retry_backoff_s: float = 0.2,
     ) -> None:
         self.settings = settings
         self.name = settings.service
-        faust_guard.install()
         self.codec = AvroCodec(records, schema_ids(settings.schema_registry_url))
-        self.on_handler_error = on_handler_error
+        self.max_tries = max_tries
+        self.retry_backoff_s = retry_backoff_s
+        self.transient_errors: tuple[type[BaseException], ...] = ()  # outages: retried without end
+        self.batch_ends: list[Callable[[], Awaitable[None]]] = []  # after each batch: write its state
+        self.resets: list[Callable[[], None]] = []  # after a failed batch: drop its unsaved state
         datadir = os.path.join(settings.data_dir, self.name)
         os.makedirs(datadir, exist_ok=True)
         brokers = ";".join(f"kafka://{h.strip()}" for h in settings.kafka_bootstrap_servers.split(","))
@@ -223,21 +247,16 @@ class Service:
             producer_acks=-1,
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.session_timeout_s,
-            producer_linger=settings.producer_linger_ms / 1000,
             broker_heartbeat_interval=settings.session_timeout_s / 10,
+            broker_commit_interval=settings.commit_interval_s,
+            producer_linger=settings.producer_linger_ms / 1000,
             logging_config=logging_config(self.name, settings.log_level, settings.worker_id),
         )
         self.app.records = self.records
-        self.sequencer = self.app.sequencer = Sequencer(settings.kafka_bootstrap_servers, self.app.conf.id)
-
-        async def partitions_moved(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
-            self.sequencer.reset()  # positions are the committed offsets again
 
         async def assigned(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
             self.assignments += 1
 
-        self.app.on_partitions_revoked.connect(partitions_moved)
-        self.app.on_partitions_assigned.connect(partitions_moved)
         self.app.on_partitions_assigned.connect(assigned)
         self.assignments = 0  # rebalances this worker has been through (0: not yet part of its group)
         metrics.setup_faust_metrics(self.app, name_prefix=f"faust_{self.name}")
@@ -247,6 +266,7 @@ class Service:
         self.mirrors: list[Any] = []  # common.mirror.Mirror, read in full before the worker starts
         self.reads: set[str] = set()  # catalog topics this service consumes (checked against the catalog)
         self.writes: set[str] = set()  # catalog topics it produces
+        self.failures = 0  # records dead-lettered after failing their handler `max_tries` times
         self._add_health()
 
     # -- topics ---------------------------------------------------------------
@@ -274,7 +294,8 @@ class Service:
             self._dlqs[topic] = self.raw_topic(dlq_name(topic), config={"cleanup.policy": "delete"})
         return self._dlqs[topic]
 
-    async def dead_letter(self, delivery: Delivery, value: bytes | None, error: BaseException) -> None:
+    async def dead_letter(self, delivery: Delivery, value: bytes | None, error: BaseException,
+                          tries: int = 0) -> None:
         """Send the original bytes to `<topic>.dlq` with the error, and wait until it is stored."""
         headers = {
             **delivery.headers,
@@ -285,6 +306,8 @@ class Service:
             "x-dlq-source-offset": str(delivery.offset).encode(),
             "x-dlq-service": self.name.encode(),
         }
+        if tries:
+            headers["x-dlq-tries"] = str(tries).encode()
         fut = await self._dlq(delivery.topic).send(
             key=delivery.key.encode() if delivery.key is not None else None, value=value, headers=headers
         )
@@ -300,119 +323,148 @@ class Service:
             },
         )
 
-    # -- agents ---------------------------------------------------------------
+    # -- handlers -------------------------------------------------------------
 
     def consume(self, topic: str) -> Callable[[Handler], Handler]:
-        """Register `handler(record, delivery)` for every valid record on a catalog topic."""
+        """Register `handler(record, delivery)` for every valid record on a catalog topic.
+
+        It is called for each record of a partition in offset order; after each batch the
+        service's `batch_ends` write what the batch changed.
+        """
+
+        def register(handler: Handler) -> Handler:
+            async def handle(batch: list[tuple[Record, Delivery]]) -> None:
+                for record, delivery in batch:
+                    await handler(record, delivery)
+                for end in self.batch_ends:
+                    await end()
+
+            self._route(topic, handle)
+            return handler
+
+        return register
+
+    def consume_batches(self, topics: Iterable[str], *, size: int) -> Callable[[BatchHandler], BatchHandler]:
+        """Register `handler(batch)` for the valid records of each fetched batch (up to `size` at once).
+
+        A batch's offsets are committed only after the handler returns, so an offset is
+        committed only once what the handler did with it is durable.
+        """
+
+        def register(handler: BatchHandler) -> BatchHandler:
+            async def handle(batch: list[tuple[Record, Delivery]]) -> None:
+                for start in range(0, len(batch), size):
+                    await handler(batch[start:start + size])
+
+            for topic in topics:
+                self._route(topic, handle)
+            return handler
+
+        return register
+
+    def _route(self, topic: str, handle: BatchHandler) -> None:
+        """Subscribe to a catalog topic and hand its records to `handle` (common/delivery.py)."""
         topic_spec = spec(topic)
         self.reads.add(topic)
         deployed = self.settings.topic(topic)
         source = self.raw_topic(deployed, config=topic_configs(topic_spec))
+        self.app.topics.add(source)  # subscribed like an agent's topic; records come by the route
+        if topic_spec.compacted:
+            self.app.compacted_routes.add(deployed)
+        in_counter = metrics.RECORDS_IN
 
-        def register(handler: Handler) -> Handler:
-            async def agent(stream: faust.StreamT[bytes]) -> None:
-                async for event in stream.events():
-                    await self._handle(event, topic_spec, handler)
-
-            agent.__name__ = agent.__qualname__ = f"{handler.__name__}_agent"
-            self.app.agent(source, name=f"{self.name}.{handler.__name__}")(agent)
-            return handler
-
-        return register
-
-    def consume_batches(
-        self, topics: Iterable[str], *, size: int, within_s: float
-    ) -> Callable[[BatchHandler], BatchHandler]:
-        """Register `handler(batch)` for batches of up to `size` valid records, or what came in `within_s`.
-
-        The batch's records are acknowledged only after the handler returns, so an offset is
-        committed only once what the handler did with it is durable.
-        """
-        specs = [spec(t) for t in topics]
-        self.reads.update(t.name for t in specs)
-        sources = [self.raw_topic(self.settings.topic(t.name), config=topic_configs(t)) for t in specs]
-        by_name = {self.settings.topic(t.name): t for t in specs}
-        source = sources[0] if len(sources) == 1 else self.raw_topic(*[s.get_topic_name() for s in sources])
-
-        def register(handler: BatchHandler) -> BatchHandler:
-            async def write(stream: faust.StreamT[bytes], batch: list[tuple[Record, Delivery]],
-                            events: list[faust.EventT[bytes]]) -> None:
-                if batch:
-                    try:
-                        await handler(batch)
-                    except Exception as exc:  # a bug: see the module docstring
-                        self.on_handler_error(exc, batch[0][1])
-                        raise
-                for event in events:
-                    await stream.ack(event)
-
-            async def agent(stream: faust.StreamT[bytes]) -> None:
-                manual: Any = stream  # noack_take is on faust.Stream, not on its StreamT type
-                # One batch is handled while the next one is fetched and decoded; batches are
-                # handled one at a time and in order, and each is acknowledged after its handler.
-                writing: asyncio.Future[None] | None = None
+        async def route(partition: int, fetched: list[ConsumerRecord]) -> None:
+            batch: list[tuple[Record, Delivery]] = []
+            for raw in fetched:
+                delivery = Delivery.of(raw)
                 try:
-                    async for events in manual.noack_take(size, within=within_s):
-                        batch: list[tuple[Record, Delivery]] = []
-                        for event in events:
-                            topic = by_name[event.message.topic]
-                            for raw in await self._in_order(Raw.of_event(event), topic):
-                                decoded = await self._decode(raw, topic)
-                                if decoded is not None:
-                                    batch.append(decoded)
-                        if writing is not None:
-                            await writing
-                        writing = asyncio.ensure_future(write(stream, batch, events))
-                    if writing is not None:
-                        await writing
-                finally:
-                    if writing is not None and not writing.done():
-                        writing.cancel()  # not acknowledged: redelivered, and the handler is idempotent
+                    record = self.codec.decode(raw.value)
+                    if not topic_spec.accepts(record):
+                        raise DecodeError(f"{type(record).__name__} is not a record of {topic_spec.name}")
+                except DecodeError as exc:
+                    await self.dead_letter(delivery, raw.value, exc)
+                    continue
+                metrics.child(in_counter, self.name, topic, type(record).__name__).inc()
+                batch.append((record, delivery))
+            if batch:
+                await self._run(batch, handle)
 
-            agent.__name__ = agent.__qualname__ = f"{handler.__name__}_agent"
-            self.app.agent(source, name=f"{self.name}.{handler.__name__}")(agent)
-            return handler
+        self.app.routes[deployed] = route
 
-        return register
+    async def send_out(self, items: list[_Outgoing]) -> None:
+        for topic, key, value, headers, counted in items:
+            await self.records.send(topic, key, value, None, list(headers.items()) if headers else None)
+            counted.inc()
 
-    async def _in_order(self, raw: Raw, topic: TopicSpec) -> list[Raw]:
-        """The records to handle now, in offset order (see common/gaps.py).
-
-        Offsets of a compacted topic are not consecutive, so those records are taken as they come.
-        Failing to read missing records back is treated like a handler bug: the worker exits.
-        """
-        if topic.compacted:
-            return [raw]
+    async def _attempt(self, handle: BatchHandler, batch: list[tuple[Record, Delivery]]) -> None:
+        """Handle a batch, then send what it sent; nothing is sent when it fails."""
+        outbox: list[_Outgoing] = []
+        token = _OUTBOX.set(outbox)
         try:
-            return await self.sequencer.in_order(raw)
-        except Exception as exc:  # the broker would not give records back: exit, they come again
-            self.on_handler_error(exc, Delivery.of(raw))
-            raise
+            await handle(batch)
+        finally:
+            _OUTBOX.reset(token)
+        await self.send_out(outbox)
 
-    async def _decode(self, raw: Raw, topic: TopicSpec) -> tuple[Record, Delivery] | None:
-        """The record and where it came from; None when it went to the dead-letter topic."""
-        delivery = Delivery.of(raw)
+    async def _run(self, batch: list[tuple[Record, Delivery]], handle: BatchHandler) -> None:
+        """Handle a batch; when it fails, its records one at a time (see the module docstring)."""
         try:
-            record = self.codec.decode(raw.value)
-            if not topic.accepts(record):
-                raise DecodeError(f"{type(record).__name__} is not a record of {topic.name}")
-        except DecodeError as exc:
-            await self.dead_letter(delivery, raw.value, exc)
-            return None
-        metrics.child(metrics.RECORDS_IN, self.name, topic.name, type(record).__name__).inc()
-        return record, delivery
+            await self._attempt(handle, batch)
+            return
+        except self.transient_errors as exc:
+            await self._outage(exc)
+        except Exception as exc:
+            if len(batch) == 1:
+                await self._retry(batch[0], handle, exc)
+                return
+            self._reset(exc, batch[0][1], batch_size=len(batch))
+        for item in batch:
+            await self._retry(item, handle, None)
 
-    async def _handle(self, event: Any, topic: TopicSpec, handler: Handler) -> None:
-        for raw in await self._in_order(Raw.of_event(event), topic):
-            decoded = await self._decode(raw, topic)
-            if decoded is None:
-                continue
-            record, delivery = decoded
+    async def _retry(self, item: tuple[Record, Delivery], handle: BatchHandler,
+                     failed: BaseException | None) -> None:
+        """Handle one record, up to `max_tries` tries in all (`failed`: the first try's error)."""
+        tries = 0
+        error = failed
+        while True:
+            if error is not None:
+                tries += 1
+                self._reset(error, item[1], tries=tries)
+                if tries >= self.max_tries:
+                    self.failures += 1
+                    metrics.HANDLER_FAILURES.labels(self.name, item[1].topic).inc()
+                    await self.dead_letter(item[1], item[1].value, error, tries)
+                    return
+                await asyncio.sleep(self.retry_backoff_s * tries)
             try:
-                await handler(record, delivery)
-            except Exception as exc:  # a bug: see the module docstring
-                self.on_handler_error(exc, delivery)
-                raise
+                await self._attempt(handle, [item])
+                return
+            except self.transient_errors as exc:
+                await self._outage(exc)
+                error = None
+            except Exception as exc:
+                error = exc
+
+    def _reset(self, exc: BaseException, delivery: Delivery, **extra: Any) -> None:
+        log.error("handler failed; its batch's state is dropped and the records are tried again",
+                  exc_info=exc, extra={"topic": delivery.topic, "partition": delivery.partition,
+                                       "offset": delivery.offset, **extra})
+        for reset in self.resets:
+            reset()
+
+    async def _outage(self, exc: BaseException) -> None:
+        """A transient error: drop the batch's unsaved state and wait before trying again."""
+        metrics.OUTAGES.labels(self.name, type(exc).__name__).inc()
+        log.warning("a dependency failed; trying the batch again", extra={"error": repr(exc)})
+        for reset in self.resets:
+            reset()
+        await asyncio.sleep(1.0)
+
+    @property
+    def consumer(self) -> FastConsumer:
+        consumer = self.app.consumer
+        assert isinstance(consumer, FastConsumer)
+        return consumer
 
     # -- health ---------------------------------------------------------------
 

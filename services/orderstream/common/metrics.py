@@ -18,6 +18,13 @@ RECORDS_OUT = Counter(
 DEAD_LETTERS = Counter(
     "orderstream_dead_letters_total", "Records sent to a dead-letter topic", ["service", "topic"]
 )
+HANDLER_FAILURES = Counter(
+    "orderstream_handler_failures_total",
+    "Records dead-lettered after their handler failed every try", ["service", "topic"],
+)
+OUTAGES = Counter(
+    "orderstream_outages_total", "Batches tried again after a dependency failed", ["service", "error"]
+)
 
 
 _children: dict[tuple[Any, tuple[Any, ...]], Any] = {}

@@ -1,20 +1,25 @@
 """Keyed JSON documents in a changelog-backed Faust table, changed at most once per source record.
 
-A handler calls `StateStore.apply(source_id, step)`. `step` reads and writes
-documents through a `Changes` view and returns the records to send. The store
-then writes, in this order and into the source record's changelog partition:
+A handler calls `StateStore.apply(source_id, step, partition)`. `step` reads and
+writes documents through a `Changes` view and returns the records to send. The
+documents change in memory at once (the next record of the batch sees them) and
+the records are sent; what the batch changed is stored when the batch ends
+(`flush`, one of the service's `batch_ends`), in this order and into the
+batch's changelog partition:
 
-1. `e|<source_id>`: one atomic effect record with the after-image of every
-   document the step changed (each with its version) and the encoded records;
-2. `d|<key>` for each changed document.
+1. `e|<first source id>`: one atomic effect record for the whole batch: the
+   after-image of every document the batch changed (each with its version, each
+   once), and per source id the encoded records it caused;
+2. `d|<key>` for each changed document, once.
 
 All keys a source record touches belong to its partition (documents are keyed
 by what the topic is keyed by), so after a hard kill the changelog holds a
 prefix of these writes. Recovery takes, per document, the newest version among
-`d|` and the effect records, which completes a step cut off half-way. A source
+`d|` and the effect records, which completes a batch cut off half-way. A source
 id seen again (Kafka redelivery) is not applied again; the records it caused
 are sent again instead, with the same event ids, since they may never have
-reached the broker.
+reached the broker. The effect records of the last `window` source ids are
+kept; older ones are deleted in the partition that holds them.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from orderstream.common.app import Output, Service
@@ -99,6 +104,16 @@ class Changes:
 
 
 Step = Callable[[Changes], list[Emit]]
+Encoded = list[tuple[str, str, bytes]]  # (catalog topic, key, Avro bytes)
+
+
+@dataclass
+class _Batch:
+    """What the batch under way changed, not stored yet."""
+
+    partition: int
+    docs: dict[str, Doc | None] = field(default_factory=dict)
+    sources: list[tuple[str, Encoded]] = field(default_factory=list)
 
 
 class StateStore:
@@ -114,8 +129,11 @@ class StateStore:
         self.writer = service.table_writer(self.table)
         self._docs: dict[str, Doc] | None = None
         self._versions: dict[str, int] = {}
-        self._recent: deque[str] = deque()
+        self._applied: dict[str, str | None] = {}  # source id -> its effect key (None: not stored yet)
+        self._recent: deque[tuple[str, int, list[str]]] = deque()  # effect key, partition, source ids
+        self._remembered = 0  # source ids in _recent
         self._counter = 0
+        self._batch: _Batch | None = None
         self.generation = 0  # moves on whenever the documents are reloaded
 
         async def moved(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
@@ -123,12 +141,15 @@ class StateStore:
 
         service.app.on_partitions_revoked.connect(moved)
         service.app.on_partitions_assigned.connect(moved)
+        service.batch_ends.append(self.flush)
+        service.resets.append(self.forget)
 
     # -- loading --------------------------------------------------------------
 
     def forget(self) -> None:
-        """Partitions moved: reload from the table on the next use."""
+        """Partitions moved, or a batch failed: reload from the table on the next use."""
         self._docs = None
+        self._batch = None
         self.generation += 1
 
     def loaded_count(self) -> int:
@@ -143,7 +164,8 @@ class StateStore:
 
     def _load(self) -> None:
         docs: dict[str, tuple[int, Doc | None]] = {}
-        effects: list[tuple[int, str]] = []
+        effects: list[tuple[int, str, int, list[str]]] = []
+        partitions = getattr(self.table.data, "_key_partition", {})
 
         def offer(key: str, version: int, doc: Doc | None) -> None:
             if key not in docs or docs[key][0] < version:
@@ -155,15 +177,20 @@ class StateStore:
             if kind == "d":
                 offer(rest, value["v"], value["doc"])
             elif kind == "e":
-                effects.append((value["n"], rest))
+                # before batches, an effect record held one source (its key) and its records ("out")
+                sources = [sid for sid, _ in value["src"]] if "src" in value else [rest]
+                effects.append((value["n"], raw_key.decode(), value.get("p", partitions.get(raw_key, -1)),
+                                sources))
                 for key, version, doc in value["docs"]:
                     offer(key, version, doc)
         self._docs = {k: doc for k, (_, doc) in docs.items() if doc is not None}
         self._versions = {k: v for k, (v, _) in docs.items()}
         effects.sort()
-        self._recent = deque(sid for _, sid in effects)
-        self._counter = max((n for n, _ in effects), default=self._counter)
-        log.info("state restored", extra={"documents": len(self._docs), "remembered": len(self._recent)})
+        self._recent = deque((key, partition, sources) for _, key, partition, sources in effects)
+        self._remembered = sum(len(sources) for _, _, _, sources in effects)
+        self._applied = {sid: key for _, key, _, sources in effects for sid in sources}
+        self._counter = max((n for n, _, _, _ in effects), default=self._counter)
+        log.info("state restored", extra={"documents": len(self._docs), "remembered": self._remembered})
 
     # -- applying ---------------------------------------------------------------
 
@@ -173,42 +200,83 @@ class StateStore:
         `partition` is the source record's: the table's changelog partition for its writes.
         """
         docs = self.docs()
-        done = self.table.get(f"e|{source_id}".encode())
-        if done is not None:
-            for topic, key, value in json.loads(done)["out"]:
-                await self.outputs[topic].send_encoded(key, base64.b64decode(value))
+        if source_id in self._applied:
+            for topic, key, value in self._sent_for(source_id):
+                await self.outputs[topic].send_encoded(key, value)
             return False
         changes = Changes(self)
         emits = step(changes)
         encoded = [(e.topic, e.key, self.service.codec.encode(e.record)) for e in emits]
-        self._counter += 1
-        images = []
+        batch = self._batch
+        if batch is None or batch.partition != partition:
+            await self.flush()
+            batch = self._batch = _Batch(partition)
         for key, doc in changes.written.items():
-            version = self._versions.get(key, 0) + 1
-            self._versions[key] = version
-            images.append((key, version, doc))
-        effect = {
-            "n": self._counter,
-            "docs": images,
-            "out": [(t, k, base64.b64encode(v).decode()) for t, k, v in encoded],
-        }
-        # Memory and store change before the first await, so another agent of this worker
-        # never reads half of this step.
-        writes: list[tuple[bytes, bytes | None]] = [(f"e|{source_id}".encode(), _dump(effect))]
-        for key, version, doc in images:
             if doc is None:
                 docs.pop(key, None)
-                writes.append((f"d|{key}".encode(), None))
             else:
                 docs[key] = doc
-                writes.append((f"d|{key}".encode(), _dump({"v": version, "doc": doc})))
-        self._recent.append(source_id)
-        while len(self._recent) > self.window:
-            writes.append((f"e|{self._recent.popleft()}".encode(), None))
-        await self.writer.write(partition, writes)
+            batch.docs[key] = doc
+        batch.sources.append((source_id, encoded))
+        self._applied[source_id] = None
         for topic, key, value in encoded:
             await self.outputs[topic].send_encoded(key, value)
         return True
+
+    def _sent_for(self, source_id: str) -> Encoded:
+        """The records `source_id` caused, from the batch under way or from its stored effect."""
+        key = self._applied[source_id]
+        if key is None:
+            sources = self._batch.sources if self._batch is not None else []
+        else:
+            stored = self.table.get(key.encode())
+            if stored is None:
+                return []
+            value = json.loads(stored)
+            if "src" not in value:  # written before batches
+                return [(t, k, base64.b64decode(v)) for t, k, v in value["out"]]
+            sources = [(sid, [(t, k, base64.b64decode(v)) for t, k, v in out]) for sid, out in value["src"]]
+        return next((out for sid, out in sources if sid == source_id), [])
+
+    async def flush(self) -> None:
+        """Store what the batch under way changed: one effect record, each changed document once."""
+        batch, self._batch = self._batch, None
+        if batch is None:
+            return
+        self._counter += 1
+        images = []
+        for key, doc in batch.docs.items():
+            version = self._versions.get(key, 0) + 1
+            self._versions[key] = version
+            images.append((key, version, doc))
+        effect_key = f"e|{batch.sources[0][0]}"
+        effect = {
+            "n": self._counter,
+            "p": batch.partition,
+            "docs": images,
+            "src": [(sid, [(t, k, base64.b64encode(v).decode()) for t, k, v in out])
+                    for sid, out in batch.sources],
+        }
+        writes: list[tuple[bytes, bytes | None]] = [(effect_key.encode(), _dump(effect))]
+        for key, version, doc in images:
+            writes.append((f"d|{key}".encode(), None if doc is None else _dump({"v": version, "doc": doc})))
+        sources = [sid for sid, _ in batch.sources]
+        for sid in sources:
+            self._applied[sid] = effect_key
+        self._recent.append((effect_key, batch.partition, sources))
+        self._remembered += len(sources)
+        # forget the oldest effects beyond the window, each deleted in the partition that holds it
+        prunes: dict[int, list[tuple[bytes, bytes | None]]] = {}
+        while self._remembered > self.window and len(self._recent) > 1:
+            old_key, old_partition, old_sources = self._recent.popleft()
+            self._remembered -= len(old_sources)
+            for sid in old_sources:
+                self._applied.pop(sid, None)
+            if old_partition >= 0:
+                prunes.setdefault(old_partition, []).append((old_key.encode(), None))
+        await self.writer.write(batch.partition, writes)
+        for old_partition, deletes in prunes.items():
+            await self.writer.write(old_partition, deletes)
 
 
 def _dump(value: Any) -> bytes:

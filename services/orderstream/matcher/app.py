@@ -150,6 +150,7 @@ def build(settings: MatcherSettings | None = None) -> Service:
 
     app.on_partitions_revoked.connect(partitions_moved)
     app.on_partitions_assigned.connect(partitions_moved)
+    service.resets.append(worker.forget)  # a failed command may have left a book half-changed
 
     app.timer(settings.expiry_check_s)(worker.send_due_expiries)
     app.timer(settings.depth_interval_s)(worker.send_depth)

@@ -236,6 +236,8 @@ class RouterWorker:
         applied = await self.state.apply(f"order.funded:{cmd.command_id}", step, delivery.partition)
         if not applied:
             return
+        if to_place or (isinstance(cmd, r.CancelOrder) and venue_doc is not None):
+            await self.state.flush()  # the step is stored before the venue hears of it
         if isinstance(cmd, r.CancelOrder) and venue_doc is not None:
             await self._cancel_at_venue(cmd, venue_doc)
         for doc in to_place:
