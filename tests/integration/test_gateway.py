@@ -131,6 +131,7 @@ async def test_validation_errors_name_the_field(gateway: dict[str, Any]) -> None
             (order("v5", price="30000.3"), 40011, "price"),
             (order("v6", quantity="0.0005"), 40012, "quantity"),
             (order("v7", colour="red"), 40001, "colour"),
+            (order("v8", quantity="1000000000000001"), 40001, "quantity"),  # above 10^15
         ]
         for body, code, field in cases:
             status, _, answer = await a.call(http, "POST", "/api/v1/orders", body)
@@ -265,6 +266,12 @@ async def test_iceberg_and_basket_orders_become_their_commands(gateway: dict[str
             40010,
             "legs.1.symbol",
         )
+        # 20 digits each: quantity x weight has 40, beyond the wire decimal (it was a 500)
+        huge = {**basket, "client_order_id": "bk-huge", "quantity": "1000000000000000",
+                "legs": [{**basket["legs"][0], "weight": "999999999999999.999999999999999999"}]}
+        s_huge, _, too_big = await a.call(http, "POST", "/api/v1/baskets", huge)
+        assert (s_huge, too_big["error"]["code"], too_big["error"]["details"]["field"]) == (
+            400, 40012, "legs.0.weight")
         basket["legs"].pop()
         s4, _, bk = await a.call(http, "POST", "/api/v1/baskets", basket)
         assert (s1, s4) == (200, 200)

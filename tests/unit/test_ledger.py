@@ -353,3 +353,34 @@ def test_an_account_stored_with_its_holds_inside_is_split_on_its_next_step() -> 
     assert "holds" not in step.written["a|A"]  # type: ignore[operator]
     assert {k: v for k, v in step.written.items() if k.startswith("a|A|")} == {
         "a|A|o1": a.holds["o1"].to_doc(), "a|A|o2": a.holds["o2"].to_doc()}
+
+
+def deposit(acct: str, asset: str, amount: str, n: int) -> r.Deposit:
+    return r.Deposit(command_id=f"d{n}", ts_event=1, account_id=acct, asset=asset, amount=D(amount),
+                     source="bank")
+
+
+def test_balances_keep_every_digit_of_the_wire_decimal() -> None:
+    # In Python's default 28-digit context the second deposit was rounded away.
+    a = Account("big")
+    a.deposit(deposit("big", "USD", "12345678901.123456789012345678", 1))
+    events = a.deposit(deposit("big", "USD", "0.000000000000000001", 2))
+    assert isinstance(events[0], r.Deposited)
+    assert events[0].free == D("12345678901.123456789012345679")
+    assert a.free["USD"] == D("12345678901.123456789012345679")
+
+
+def test_a_deposit_that_would_leave_the_wire_decimal_is_refused_with_a_reason() -> None:
+    a = Account("whale")
+    assert isinstance(a.deposit(deposit("whale", "USD", "99999999999999999999", 1))[0], r.Deposited)
+    refused = a.deposit(deposit("whale", "USD", "1", 2))
+    assert isinstance(refused[0], r.WithdrawalRejected) and refused[0].reason == "BALANCE_LIMIT"
+    assert a.free["USD"] == D("99999999999999999999")  # unchanged
+
+
+def test_an_order_whose_settlement_would_leave_the_wire_decimal_is_refused() -> None:
+    a = funded("seller", BTC="1000000000000000", USD="99999999999000000000")
+    events, refusal = a.hold_orders([submit("s1", "seller", "SELL", "1000", "1000000000")], INSTRUMENTS)
+    assert events == [] and refusal is not None and refusal[0] == "BALANCE_LIMIT"
+    events, refusal = a.hold_orders([submit("s2", "seller", "SELL", "1", "100")], INSTRUMENTS)
+    assert refusal is None and events

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from orderstream.common import records as r
+from orderstream.common.decimals import API_MAX
 from orderstream.gateway.errors import ApiError
 
 
@@ -28,12 +29,12 @@ def _exact(value: Any) -> Any:
 Exact = Annotated[
     Decimal,
     BeforeValidator(_exact),
-    Field(gt=0, max_digits=38, decimal_places=18),
+    Field(gt=0, le=API_MAX, max_digits=38, decimal_places=18),
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": r"^[0-9]{1,20}(\.[0-9]{1,18})?$",
-            "description": "An exact decimal > 0 as a string, at most 18 decimal places.",
+            "pattern": r"^[0-9]{1,16}(\.[0-9]{1,18})?$",
+            "description": "An exact decimal > 0 and at most 10^15 as a string, at most 18 decimal places.",
         }
     ),
 ]
@@ -303,6 +304,9 @@ def check_basket(b: PlaceBasket, instruments: Any) -> None:
         if instrument is None or not instrument.enabled:
             raise ApiError(40010, f"unknown symbol {leg.symbol}", {"field": f"{field}.symbol"})
         child = b.quantity * leg.weight
+        if child > API_MAX:
+            raise ApiError(40012, f"leg {i}: quantity x weight = {child} is above {API_MAX:.0E}",
+                           {"field": f"{field}.weight"})
         if child % instrument.lot_size or child < instrument.min_quantity:
             raise ApiError(
                 40012,

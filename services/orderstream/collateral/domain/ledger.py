@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from orderstream.common import records as r
+from orderstream.common.decimals import API_MAX, WIRE_LIMIT
 from orderstream.common.trading import TERMINAL, ZERO, cost, fee, fee_rate, is_priced
 
 CollateralEvent = (
@@ -26,6 +27,7 @@ INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
 QUOTE_BUDGET_REQUIRED = "QUOTE_BUDGET_REQUIRED"
 UNKNOWN_SYMBOL = "UNKNOWN_SYMBOL"
 INVALID_AMOUNT = "INVALID_AMOUNT"
+BALANCE_LIMIT = "BALANCE_LIMIT"  # the balance would leave the wire decimal (common/decimals.py)
 
 
 class LedgerError(Exception):
@@ -102,6 +104,9 @@ class Account:
     def deposit(self, cmd: r.Deposit) -> list[CollateralEvent]:
         if cmd.amount <= 0:
             return [self._withdraw_rejected(cmd, INVALID_AMOUNT, "amount must be > 0")]
+        if self._free(cmd.asset) + self._held(cmd.asset) + cmd.amount >= WIRE_LIMIT:
+            return [self._withdraw_rejected(cmd, BALANCE_LIMIT, f"the {cmd.asset} balance would reach "
+                                            f"{WIRE_LIMIT:.0E}, beyond the wire decimal")]
         return self._apply(
             [
                 r.Deposited(
@@ -160,6 +165,9 @@ class Account:
             if need is None:
                 return [], (QUOTE_BUDGET_REQUIRED, f"a {o.order_type.value} buy needs quote_budget")
             asset, amount = need
+            if not self._settles_inside_wire(inst, o):
+                return [], (BALANCE_LIMIT, f"settling order {o.order_id} could take a balance beyond "
+                                           f"{WIRE_LIMIT:.0E}, outside the wire decimal")
             needs.append((o, inst, asset, amount))
             totals[asset] = totals.get(asset, ZERO) + amount
         for asset, amount in totals.items():
@@ -172,6 +180,16 @@ class Account:
                 [self._held_event(f"{o.command_id}:{n}", o.ts_event, o.order_id, asset, amount)]
             )
         return events, None
+
+    def _settles_inside_wire(self, inst: r.Instrument, o: r.SubmitOrder) -> bool:
+        """Whether every fill of `o` leaves what it pays in, and what it costs, inside the wire decimal:
+        a buy brings its quantity of the base asset, a sell at most its quantity at its price (or at
+        its quantity, for an unpriced sell, times the largest price a client may send)."""
+        if o.side == r.Side.BUY:
+            gets, amount = inst.base_asset, o.quantity
+        else:
+            gets, amount = inst.quote_asset, o.quantity * (o.price if o.price is not None else API_MAX)
+        return self._free(gets) + self._held(gets) + amount < WIRE_LIMIT
 
     def hold_replace(
         self, cmd: r.ReplaceOrder, instrument: r.Instrument | None
