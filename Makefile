@@ -40,6 +40,7 @@ test-integration: $(STAMP) ## Run the integration and end-to-end tests (real Kaf
 
 bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, matcher via the broker, collector into MongoDB, gateway
 	$(BIN)/pip install -q -e ".[dev,bench]"
+	$(BIN)/python bench/bench_chain.py
 	$(BIN)/python bench/bench_book.py
 	$(BIN)/python bench/bench_matcher_service.py
 	$(BIN)/python bench/bench_collector.py

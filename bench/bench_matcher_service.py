@@ -11,8 +11,9 @@
    latency of a command is from its send to the arrival of its first order
    event (matched by event id `<command_id>:0`), p50/p99.
 3. The floor (bench/faust_floor.py): the same commands drained by a worker that
-   does nothing with them, a bare Faust agent and the template's agent. No Faust
-   worker on this machine drains faster than that, whatever its handler does.
+   does nothing with them: aiokafka's getmany alone, a bare stock Faust agent, the
+   services' delivery path with a route that does nothing, and the service template
+   with a handler that does nothing.
 
 Uses KAFKA_BOOTSTRAP_SERVERS, else starts the local broker (deploy/local/infra.py).
 Run: make bench   (or python bench/bench_matcher_service.py --commands 50000)
@@ -189,7 +190,10 @@ def main() -> None:
 
     # The floor: what a worker doing nothing with the same records drains, alone on the machine.
     records = topic_records(boot, prefix + "match.commands")
-    for mode, what in (("faust", "a bare Faust agent"), ("template", "the service template's agent")):
+    for mode, what in (("aiokafka", "aiokafka's getmany alone (no Faust)"),
+                       ("faust", "a bare stock Faust agent"),
+                       ("delivery", "the services' delivery path (common/delivery.py), a route"),
+                       ("template", "the service template (decode, validate, metrics)")):
         seconds = drain_floor(mode, boot, prefix, records)
         print(f"floor, {what} doing nothing with each command: {records:,} commands in {seconds:.2f}s = "
               f"{records / seconds:,.0f} commands/s")

@@ -24,9 +24,12 @@ Everything else (table changelogs during recovery and for standbys) takes Faust'
 path. Faust still owns the app, the group membership, rebalances, table recovery, the
 web server and timers; a rebalance waits for the handler that is running to return.
 
-The fetcher is tuned too (see `LATENCY` in common/settings.py): aiokafka holds back
-every fetch to a broker for up to 100 ms while any partition of it still holds
-prefetched records (`prefetch_backoff`); here it never waits.
+The fetcher is tuned too: aiokafka keeps one fetch in flight per broker, and a
+partition whose records were not yet taken when it went out waits for it to come
+back; Faust lets the broker hold a fetch that finds nothing for 1.5 s, here 100 ms
+(`FETCH_MAX_WAIT_MS`). The records of every partition a fetch returned are taken at
+once, so aiokafka's prefetch back-off (100 ms) only holds fetches back for partitions
+Faust has paused (table recovery).
 """
 
 from __future__ import annotations
@@ -46,17 +49,19 @@ log = logging.getLogger(__name__)
 Route = Callable[[int, list[ConsumerRecord]], Awaitable[None]]
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with aiokafka's prefetch back-off turned off."""
+#: How long the broker may hold a fetch that found nothing (Faust: 1,500 ms). aiokafka keeps one
+#: fetch in flight per broker, and a partition whose records were still waiting to be taken
+#: when that fetch went out is not in it: its next records wait for the fetch to come back.
+FETCH_MAX_WAIT_MS = 100
 
-    async def on_start(self) -> None:
-        await super().on_start()
-        consumer = self._consumer
-        fetcher = getattr(consumer, "_fetcher", None) if consumer is not None else None
-        if fetcher is not None:
-            # A partition with records not yet taken would hold every fetch to its broker
-            # back for up to 100 ms; the other partitions' records would wait that long.
-            fetcher._prefetch_backoff = 0.0
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with a shorter fetch wait (`FETCH_MAX_WAIT_MS`)."""
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        return consumer
 
 
 class FastConsumer(faust_aiokafka.Consumer):

@@ -190,6 +190,22 @@ def limit(rng: random.Random, symbol: str, *, crossing: bool = False) -> dict[st
     }
 
 
+def market(rng: random.Random, symbol: str) -> dict[str, Any]:
+    """A market order (IOC); a buy carries the quote budget collateral needs, 2% over the mid."""
+    mid, _, lot, _ = MARKETS[symbol]
+    side = rng.choice(["BUY", "SELL"])
+    qty = lot * rng.randint(1, 50)
+    budget = {"quote_budget": str((qty * mid * D("1.02")).quantize(D("0.01")))} if side == "BUY" else {}
+    return {
+        "symbol": symbol,
+        "side": side,
+        "order_type": "MARKET",
+        "time_in_force": "IOC",
+        "quantity": str(qty),
+        **budget,
+    }
+
+
 async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed: int) -> None:
     rng = random.Random(seed)
     btc_mid, btc_tick, btc_lot, _ = MARKETS["BTC-USD"]
@@ -235,28 +251,7 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
         elif roll < 0.70:
             await fire(trader, place(trader, stats, limit(rng, "BTC-USD", crossing=True)))
         elif roll < 0.78:
-            side = rng.choice(["BUY", "SELL"])
-            qty = btc_lot * rng.randint(1, 50)
-            extra = (
-                {"quote_budget": str((qty * btc_mid * D("1.02")).quantize(D("0.01")))}
-                if side == "BUY"
-                else {}
-            )
-            await fire(
-                trader,
-                place(
-                    trader,
-                    stats,
-                    {
-                        "symbol": "BTC-USD",
-                        "side": side,
-                        "order_type": "MARKET",
-                        "time_in_force": "IOC",
-                        "quantity": str(qty),
-                        **extra,
-                    },
-                ),
-            )
+            await fire(trader, place(trader, stats, market(rng, "BTC-USD")))
         elif trader.open_ids and trader.session is not None:
             victim = trader.open_ids.pop(rng.randrange(len(trader.open_ids)))
             await fire(trader, cancel(trader, victim))
@@ -273,6 +268,20 @@ async def cancel_everything(trader: Trader) -> None:
         if seqs and trader.last(order_id)["status"] not in FINAL:
             with contextlib.suppress(ApiCallError):
                 await trader.session.call("order.cancel", {"order_id": order_id})
+
+
+async def settle(traders: list[Trader], timeout_s: float = 90.0) -> bool:
+    """Cancel every open order until every reported order is final and no order awaits its first
+    report; True when that happened within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        await asyncio.gather(*(cancel_everything(t) for t in traders))
+        await asyncio.sleep(2)
+        if all(t.last(o)["status"] in FINAL for t in traders for o in t.reports) and not any(
+            t.sent for t in traders
+        ):
+            return True
+    return False
 
 
 async def history(http: aiohttp.ClientSession, trader: Trader) -> dict[str, dict[str, Any]]:
@@ -328,31 +337,13 @@ async def run(args: argparse.Namespace) -> int:
     stats = Stats()
     run_id = uuid.uuid4().hex[:6]
     async with aiohttp.ClientSession() as http:
-        traders: list[Trader] = []
-        for i in range(args.traders):
-            account = f"demo-{run_id}-{i}"
-            made = await admin.ok(http, "POST", "/api/v1/admin/accounts", {"account_id": account})
-            for asset, amount in DEPOSITS.items():
-                await admin.ok(
-                    http,
-                    "POST",
-                    "/api/v1/admin/deposits",
-                    {"account_id": account, "asset": asset, "amount": str(amount)},
-                )
-            trader = Trader(account, GatewayClient(base, made["key_id"], made["secret"]))
-            trader.slots = asyncio.Semaphore(args.in_flight)
-            traders.append(trader)
+        traders = await new_traders(http, admin, [f"demo-{run_id}-{i}" for i in range(args.traders)],
+                                    args.in_flight)
         funded = ", ".join(f"{v} {k}" for k, v in DEPOSITS.items())
         print(f"demo {run_id}: {args.traders} traders, each funded with {funded}")
-        for t in traders:  # deposits land in the read model before trading starts
-            for _ in range(120):
-                got = (await t.client.ok(http, "GET", "/api/v1/balances"))["balances"]
-                if all(D(got.get(a, {}).get("free", "0")) == v for a, v in DEPOSITS.items()):
-                    break
-                await asyncio.sleep(0.5)
-        async with sessions(http, traders) as market:
+        async with sessions(http, traders) as market_data:
             tasks = [asyncio.create_task(listen(t, stats)) for t in traders]
-            tasks.append(asyncio.create_task(watch_book(market, stats, "BTC-USD")))
+            tasks.append(asyncio.create_task(watch_book(market_data, stats, "BTC-USD")))
             started = time.monotonic()
 
             async def report() -> None:
@@ -374,19 +365,38 @@ async def run(args: argparse.Namespace) -> int:
                 *(trade(t, stats, args.seconds, args.rate, args.seed + i) for i, t in enumerate(traders))
             )
             print("traffic done; canceling every open order and waiting until every order is final")
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                for t in traders:
-                    await cancel_everything(t)
-                await asyncio.sleep(2)
-                if all(t.last(o)["status"] in FINAL for t in traders for o in t.reports) and not any(
-                    t.sent for t in traders
-                ):
-                    break
+            await settle(traders)
             reporter.cancel()
             for task in tasks:
                 task.cancel()
             return await checks(http, traders, stats, time.monotonic() - started)
+
+
+async def new_traders(
+    http: aiohttp.ClientSession, admin: GatewayClient, accounts: list[str], in_flight: int
+) -> list[Trader]:
+    """Fresh accounts with their own API keys, each funded with DEPOSITS through the admin API;
+    returns once every deposit shows in the gateway's balances, so trading starts funded."""
+    traders: list[Trader] = []
+    for account in accounts:
+        made = await admin.ok(http, "POST", "/api/v1/admin/accounts", {"account_id": account})
+        for asset, amount in DEPOSITS.items():
+            await admin.ok(
+                http,
+                "POST",
+                "/api/v1/admin/deposits",
+                {"account_id": account, "asset": asset, "amount": str(amount)},
+            )
+        trader = Trader(account, GatewayClient(admin.base, made["key_id"], made["secret"]))
+        trader.slots = asyncio.Semaphore(in_flight)
+        traders.append(trader)
+    for t in traders:
+        for _ in range(120):
+            got = (await t.client.ok(http, "GET", "/api/v1/balances"))["balances"]
+            if all(D(got.get(a, {}).get("free", "0")) == v for a, v in DEPOSITS.items()):
+                break
+            await asyncio.sleep(0.5)
+    return traders
 
 
 @contextlib.asynccontextmanager
