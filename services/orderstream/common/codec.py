@@ -13,6 +13,8 @@ import io
 import json
 import struct
 from collections.abc import Iterable
+from decimal import Decimal
+from enum import Enum
 from typing import Any, Protocol, get_args
 
 import fastavro
@@ -93,22 +95,30 @@ class AvroCodec:
         self._by_name: dict[str, type[Record]] = {}
         self._reader: dict[str, Any] = {}  # full name -> parsed current schema
         self._writer_id: dict[str, int] = {}
-        self._flat: set[type[Record]] = set()
+        self._flat: dict[type[Record], dict[str, int]] = {}  # flat record -> its decimal fields' scales
         for cls in records:
             schema = sources[cls.avro_name]
             self._by_name[cls.avro_name] = cls
             self._reader[cls.avro_name] = fastavro.parse_schema(schema)
             self._writer_id[cls.avro_name] = ids.id_for(cls.avro_name, schema)
             if not any(_nests_models(f.annotation) for f in cls.model_fields.values()):
-                self._flat.add(cls)
+                self._flat[cls] = _decimal_scales(schema)
         self._parsed_writers: dict[int, tuple[str, Any]] = {}
 
     def encode(self, record: Record) -> bytes:
         name = record.avro_name
         buf = io.BytesIO()
         buf.write(_HEADER.pack(MAGIC, self._writer_id[name]))
-        # a record without nested models holds its fields as they are written: no dump needed
-        fields = record.__dict__ if type(record) in self._flat else record.model_dump()
+        scales = self._flat.get(type(record))
+        if scales is None:
+            fields = record.model_dump()
+        else:
+            # A record without nested models holds its fields as they are written: no dump. Its
+            # decimals go in as their Avro bytes and its enums as their symbols, which fastavro
+            # writes as they are (its own Decimal conversion took half of an encode).
+            fields = {k: (_unscaled(v, scales[k]) if k in scales and v is not None
+                          else v.value if isinstance(v, Enum) else v)
+                      for k, v in record.__dict__.items()}
         fastavro.schemaless_writer(buf, self._reader[name], fields)
         return buf.getvalue()
 
@@ -140,6 +150,25 @@ class AvroCodec:
             name = f"{schema['namespace']}.{schema['name']}"
             self._parsed_writers[schema_id] = (name, fastavro.parse_schema(schema))
         return self._parsed_writers[schema_id]
+
+
+def _decimal_scales(schema: dict[str, Any]) -> dict[str, int]:
+    """The top-level fields of a record schema that are Avro decimals (alone or in a union): their scale."""
+    out: dict[str, int] = {}
+    for f in schema.get("fields", []):
+        for t in f["type"] if isinstance(f["type"], list) else [f["type"]]:
+            if isinstance(t, dict) and t.get("logicalType") == "decimal" and t.get("type") == "bytes":
+                out[f["name"]] = int(t.get("scale", 0))
+    return out
+
+
+def _unscaled(value: Decimal, scale: int) -> bytes:
+    """An Avro bytes-decimal: the unscaled integer, big-endian two's complement, as fastavro writes it."""
+    scaled = value.scaleb(scale)
+    unscaled = int(scaled)
+    if unscaled != scaled:
+        raise ValueError(f"{value} has more than {scale} decimal places")
+    return unscaled.to_bytes((unscaled.bit_length() + 8) // 8, byteorder="big", signed=True)
 
 
 def _nests_models(annotation: Any) -> bool:

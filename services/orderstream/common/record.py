@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from decimal import Context, Decimal
 from typing import ClassVar
 
@@ -16,6 +17,12 @@ class Record(BaseModel):
     avro_name: ClassVar[str] = ""
 
 
+@functools.cache
+def _quantum(places: int, digits: int) -> tuple[Decimal, Context]:
+    return Decimal(1).scaleb(-places), Context(prec=digits + 1)
+
+
 def rescale(value: Decimal, places: int, digits: int) -> Decimal:
     """`value` with exactly `places` decimal places (the caller has checked that nothing is lost)."""
-    return value.quantize(Decimal(1).scaleb(-places), context=Context(prec=digits + 1))
+    quantum, context = _quantum(places, digits)  # built once: this runs for every decimal decoded
+    return value.quantize(quantum, context=context)

@@ -25,13 +25,13 @@ kept; older ones are deleted in the partition that holds them.
 from __future__ import annotations
 
 import base64
-import copy
-import json
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from orderstream.common.app import Output, Service
 from orderstream.common.record import Record
@@ -60,7 +60,7 @@ class Changes:
     def get(self, key: str) -> Doc | None:
         """A private copy of the document (changes to it count only once `put`)."""
         doc = self.written[key] if key in self.written else self._store.docs().get(key)
-        return copy.deepcopy(doc) if doc is not None else None
+        return _copy(doc) if doc is not None else None
 
     def put(self, key: str, doc: Doc) -> None:
         self.written[key] = doc
@@ -173,7 +173,7 @@ class StateStore:
 
         for raw_key, raw in self.table.items():
             kind, _, rest = raw_key.decode().partition("|")
-            value = json.loads(raw)
+            value = _load(raw)
             if kind == "d":
                 offer(rest, value["v"], value["doc"])
             elif kind == "e":
@@ -232,7 +232,7 @@ class StateStore:
             stored = self.table.get(key.encode())
             if stored is None:
                 return []
-            value = json.loads(stored)
+            value = _load(stored)
             if "src" not in value:  # written before batches
                 return [(t, k, base64.b64decode(v)) for t, k, v in value["out"]]
             sources = [(sid, [(t, k, base64.b64decode(v)) for t, k, v in out]) for sid, out in value["src"]]
@@ -279,5 +279,14 @@ class StateStore:
             await self.writer.write(old_partition, deletes)
 
 
-def _dump(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+# Documents are JSON: strings (decimals too), integers of at most 64 bits, lists and maps.
+# orjson writes them 20 times faster than json and copies one 12 times faster than deepcopy
+# (a JSON round trip: 2 µs against 25 µs for an account document; a copy per document read
+# was 13% of collateral's time). An integer beyond 64 bits is a bug here: orjson refuses it.
+_dump = orjson.dumps
+_load = orjson.loads
+
+
+def _copy(doc: Doc) -> Doc:
+    copied: Doc = orjson.loads(orjson.dumps(doc))
+    return copied

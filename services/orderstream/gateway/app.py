@@ -65,12 +65,16 @@ def answers(op: str) -> Callable[[F], F]:
     return wrap
 
 
+MARKET_KINDS: dict[type[Any], str] = {r.BookUpdate: "book", r.Trade: "trade", r.Ticker: "ticker",
+                                           r.Candle: "candle"}
+
+
 class Connection:
     """One WebSocket client: a bounded send queue drained by its own task."""
 
     def __init__(self, ws: web.WebSocketResponse, limit: int) -> None:
         self.ws = ws
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(limit)
+        self.queue: asyncio.Queue[dict[str, Any] | str | None] = asyncio.Queue(limit)
         self.principal: Principal | None = None
         self.user_stream = False
         self.markets: dict[str, int] = {}  # symbol -> md sequence of the snapshot it was sent
@@ -78,8 +82,9 @@ class Connection:
         self.tasks: set[asyncio.Task[None]] = set()
         self.sender = asyncio.get_running_loop().create_task(self._drain())
 
-    def push(self, msg: dict[str, Any]) -> bool:
-        """Queue a message; False when the client is too slow (its queue is full)."""
+    def push(self, msg: dict[str, Any] | str) -> bool:
+        """Queue a message (a dict, or JSON text already: a frame sent to many clients is encoded
+        once); False when the client is too slow (its queue is full)."""
         try:
             self.queue.put_nowait(msg)
             return True
@@ -88,7 +93,7 @@ class Connection:
 
     async def _drain(self) -> None:
         while (msg := await self.queue.get()) is not None:
-            await self.ws.send_str(json.dumps(msg))
+            await self.ws.send_str(msg if isinstance(msg, str) else json.dumps(msg))
 
 
 class Gateway:
@@ -150,7 +155,10 @@ class Gateway:
             await self.producer.stop()
 
     async def _reports(self) -> None:
-        """Execution reports, balance changes and basket outcomes, to their owner's user streams."""
+        """Execution reports, balance changes and basket outcomes, to their owner's user streams.
+
+        The topics are keyed by account: a record is decoded only when a user stream of its
+        account is open here."""
         consumer = AIOKafkaConsumer(
             *(self.settings.topic(t) for t in USER_TOPICS),
             bootstrap_servers=self.settings.kafka_bootstrap_servers,
@@ -160,22 +168,30 @@ class Gateway:
         )
         await consumer.start()
         try:
-            async for msg in consumer:
-                try:
-                    event = self.codec.decode(msg.value)
-                except DecodeError:
-                    continue  # its consumers dead-letter it; here there is nothing to push
-                account_id = getattr(event, "account_id", None)
-                kind = USER_EVENT_TYPES.get(type(event).__name__) or _snake(type(event).__name__)
-                frame = {"stream": "user", "type": kind, "data": event.model_dump(mode="json")}
-                for conn in list(self.connections.get(account_id or "", ())):
-                    if conn.user_stream and not conn.push(frame):
-                        await self._drop_slow(conn)
+            while True:
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    for msg in batch:
+                        account = msg.key.decode(errors="replace") if msg.key is not None else ""
+                        listeners = [c for c in self.connections.get(account, ()) if c.user_stream]
+                        if listeners:
+                            await self._push_user(msg.value, listeners)
         finally:
             await consumer.stop()
 
+    async def _push_user(self, value: bytes | None, listeners: list[Connection]) -> None:
+        try:
+            event = self.codec.decode(value)
+        except DecodeError:
+            return  # its consumers dead-letter it; here there is nothing to push
+        kind = USER_EVENT_TYPES.get(type(event).__name__) or _snake(type(event).__name__)
+        frame = json.dumps({"stream": "user", "type": kind, "data": event.model_dump(mode="json")})
+        for conn in listeners:
+            if not conn.push(frame):
+                await self._drop_slow(conn)
+
     async def _market_data(self) -> None:
-        """Book updates, trades and tickers, to the subscribers of their symbol."""
+        """Book updates, trades and tickers, to the subscribers of their symbol (keyed by symbol:
+        a record is decoded only when its symbol has subscribers here)."""
         topics = [self.settings.topic(t) for t in MARKET_TOPICS]
         consumer = AIOKafkaConsumer(
             *topics,
@@ -185,30 +201,32 @@ class Gateway:
             enable_auto_commit=False,
         )
         await consumer.start()
-        kinds = {r.BookUpdate: "book", r.Trade: "trade", r.Ticker: "ticker", r.Candle: "candle"}
         try:
-            async for msg in consumer:
-                try:
-                    rec = self.codec.decode(msg.value)
-                except DecodeError:
-                    continue
-                kind = kinds.get(type(rec))
-                if kind is None:
-                    continue
-                symbol = rec.symbol  # type: ignore[attr-defined]
-                frame = {
-                    "stream": "market",
-                    "type": kind,
-                    "symbol": symbol,
-                    "data": rec.model_dump(mode="json"),
-                }
-                for conn in list(self.market_subscribers.get(symbol, ())):
-                    if isinstance(rec, r.BookUpdate) and rec.sequence <= conn.markets.get(symbol, 0):
-                        continue  # already in the snapshot the client got
-                    if not conn.push(frame):
-                        await self._drop_slow(conn)
+            while True:
+                for batch in (await consumer.getmany(timeout_ms=1000)).values():
+                    for msg in batch:
+                        symbol = msg.key.decode(errors="replace") if msg.key is not None else ""
+                        if self.market_subscribers.get(symbol):
+                            await self._push_market(msg.value)
         finally:
             await consumer.stop()
+
+    async def _push_market(self, value: bytes | None) -> None:
+        try:
+            rec = self.codec.decode(value)
+        except DecodeError:
+            return
+        kind = MARKET_KINDS.get(type(rec))
+        if kind is None:
+            return
+        symbol = rec.symbol  # type: ignore[attr-defined]
+        frame = json.dumps({"stream": "market", "type": kind, "symbol": symbol,
+                            "data": rec.model_dump(mode="json")})
+        for conn in list(self.market_subscribers.get(symbol, ())):
+            if isinstance(rec, r.BookUpdate) and rec.sequence <= conn.markets.get(symbol, 0):
+                continue  # already in the snapshot the client got
+            if not conn.push(frame):
+                await self._drop_slow(conn)
 
     def subscribe_market(self, conn: Connection, symbol: str) -> dict[str, Any]:
         """Subscribe to a symbol: the depth snapshot now, then updates after its sequence number."""

@@ -8,7 +8,7 @@ returns the `ExecutionReport` of the new state.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -185,9 +185,11 @@ class OrderState:
         return self.status in (S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED)
 
     def to_doc(self) -> dict[str, Any]:
+        # the fields are flat: no `asdict` (it deep-copies every value, 7% of execution's time)
         return {
-            k: (str(v) if isinstance(v, Decimal) else v.value if hasattr(v, "value") else v)
-            for k, v in asdict(self).items()
+            f.name: (str(v) if isinstance(v, Decimal) else v.value if hasattr(v, "value") else v)
+            for f in _FIELDS
+            for v in (getattr(self, f.name),)
         }
 
     @classmethod
@@ -197,3 +199,5 @@ class OrderState:
         values["side"], values["order_type"] = r.Side(d["side"]), r.OrderType(d["order_type"])
         values["status"] = S(d["status"])
         return cls(**values)
+
+_FIELDS = fields(OrderState)
