@@ -14,7 +14,9 @@ Error policy (see ../shared/STYLE.md):
 - A business outcome is never an exception: handlers emit rejection events.
 - An error the service names transient (`transient_errors`: a database that does
   not answer) pauses the partition and tries again, without end: nothing is
-  discarded for an outage.
+  discarded for an outage. So does a schema registry that does not answer while a
+  record is decoded (`RegistryUnavailable`); only a registry that answers "no such
+  schema" makes a record undecodable.
 - Anything else a handler raises is a bug, or a record the code cannot handle. The
   batch's unsaved state is dropped (`resets`) and its records are tried one at a
   time; a record that fails `max_tries` times goes to `<topic>.dlq` with the error
@@ -38,7 +40,7 @@ import faust
 from aiokafka import ConsumerRecord
 
 from orderstream.common import metrics
-from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
+from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable, schema_ids
 from orderstream.common.delivery import FastConsumer, FastTransport, Route
 from orderstream.common.logs import logging_config
 from orderstream.common.producer import RecordProducer
@@ -378,7 +380,7 @@ class Service:
             for raw in fetched:
                 delivery = Delivery.of(raw)
                 try:
-                    record = self.codec.decode(raw.value)
+                    record = await self._decode(raw.value)
                     if not topic_spec.accepts(record):
                         raise DecodeError(f"{type(record).__name__} is not a record of {topic_spec.name}")
                 except DecodeError as exc:
@@ -390,6 +392,14 @@ class Service:
                 await self._run(batch, handle)
 
         self.app.routes[deployed] = route
+
+    async def _decode(self, value: bytes | None) -> Record:
+        """The record; while the schema registry is out, wait and try again (the partition waits)."""
+        while True:
+            try:
+                return self.codec.decode(value)
+            except RegistryUnavailable as exc:
+                await self._outage(exc, reset=False)
 
     async def send_out(self, items: list[_Outgoing]) -> None:
         for topic, key, value, headers, counted in items:
@@ -452,12 +462,13 @@ class Service:
         for reset in self.resets:
             reset()
 
-    async def _outage(self, exc: BaseException) -> None:
-        """A transient error: drop the batch's unsaved state and wait before trying again."""
+    async def _outage(self, exc: BaseException, reset: bool = True) -> None:
+        """A transient error: drop the batch's unsaved state (if any) and wait before trying again."""
         metrics.OUTAGES.labels(self.name, type(exc).__name__).inc()
-        log.warning("a dependency failed; trying the batch again", extra={"error": repr(exc)})
-        for reset in self.resets:
-            reset()
+        log.warning("a dependency failed; trying again", extra={"error": repr(exc)})
+        if reset:
+            for forget in self.resets:
+                forget()
         await asyncio.sleep(1.0)
 
     @property

@@ -31,6 +31,11 @@ class DecodeError(Exception):
     """A record that cannot be turned into a known, valid message; it belongs in a DLQ."""
 
 
+class RegistryUnavailable(Exception):
+    """The schema registry did not answer: the record may be fine, so it is tried again, never
+    dead-lettered."""
+
+
 class SchemaIds(Protocol):
     """Where schema ids come from."""
 
@@ -78,10 +83,16 @@ class RegistryIds:
 
     def schema_for(self, schema_id: int) -> dict[str, Any]:
         if schema_id not in self._schemas:
+            from confluent_kafka.schema_registry.error import SchemaRegistryError
+
             try:
                 found = self._client.get_schema(schema_id)
-            except Exception as exc:  # the registry's errors differ by version; all mean "unknown"
-                raise DecodeError(f"schema id {schema_id} not in the registry: {exc}") from exc
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == 404:  # the registry answered: no such id
+                    raise DecodeError(f"schema id {schema_id} not in the registry: {exc}") from exc
+                raise RegistryUnavailable(f"schema registry error for id {schema_id}: {exc}") from exc
+            except Exception as exc:  # connection refused, timeout: an outage, not a bad record
+                raise RegistryUnavailable(f"schema registry unreachable for id {schema_id}: {exc!r}") from exc
             self._schemas[schema_id] = json.loads(found.schema_str or "{}")
         return self._schemas[schema_id]
 

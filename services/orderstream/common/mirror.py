@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from orderstream.common.app import Service
-from orderstream.common.codec import AvroCodec, DecodeError
+from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable
 from orderstream.common.record import Record
 from orderstream.common.settings import ServiceSettings
 from orderstream.common.topics import spec, topic_configs
@@ -113,7 +113,14 @@ class Mirror(Generic[R]):
                     }
                 for tp, messages in batches.items():
                     for msg in messages:
-                        self._take(msg.key, msg.value)
+                        while True:
+                            try:
+                                self._take(msg.key, msg.value)
+                                break
+                            except RegistryUnavailable as exc:  # an outage: the record comes again
+                                log.warning("schema registry unavailable; retrying",
+                                            extra={"topic": self.name, "error": str(exc)})
+                                await asyncio.sleep(1.0)
                         if tp in pending and msg.offset + 1 >= ends[tp]:
                             pending.discard(tp)
                 if pending:

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ValidationError
 
 from orderstream.collector.history import order_history
 from orderstream.common import records as r
-from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
+from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable, schema_ids
 from orderstream.common.logs import logging_config
 from orderstream.common.mirror import Mirror
 from orderstream.common.records import ALL_RECORDS
@@ -181,8 +181,9 @@ class Gateway:
     async def _push_user(self, value: bytes | None, listeners: list[Connection]) -> None:
         try:
             event = self.codec.decode(value)
-        except DecodeError:
-            return  # its consumers dead-letter it; here there is nothing to push
+        except (DecodeError, RegistryUnavailable) as exc:  # its consumers dead-letter or retry it
+            log.warning("a user-stream record was not pushed", extra={"error": str(exc)})
+            return
         kind = USER_EVENT_TYPES.get(type(event).__name__) or _snake(type(event).__name__)
         frame = json.dumps({"stream": "user", "type": kind, "data": event.model_dump(mode="json")})
         for conn in listeners:
@@ -214,7 +215,8 @@ class Gateway:
     async def _push_market(self, value: bytes | None) -> None:
         try:
             rec = self.codec.decode(value)
-        except DecodeError:
+        except (DecodeError, RegistryUnavailable) as exc:
+            log.warning("a market-data record was not pushed", extra={"error": str(exc)})
             return
         kind = MARKET_KINDS.get(type(rec))
         if kind is None:
