@@ -641,6 +641,9 @@ class Chain:
                 step.result["lost"] -= step.result["late"]
             self.closed_sessions = [a.trader.account for a in everyone
                                     if a.trader.session is None or a.trader.session.closed]
+            # the steps' table now: the end-state checks read the whole MongoDB history and can
+            # take minutes on FerretDB (it scans for any query not on _id)
+            report({"chain": [s.result for s in self.steps if s.result], "idle_cpu_ms_per_s": self.idle_cpu})
             return await self.end_checks(http, everyone)
 
     async def end_checks(self, http: aiohttp.ClientSession, everyone: list[Account]) -> int:
