@@ -10,6 +10,12 @@ Every command returns its events in order: order events, then the trade
 prints, then one BookDelta with the net change of every touched level. The
 book also records which orders changed (`drain_dirty`), so a caller can
 persist a change that grows with the command, not with the book.
+
+Hot paths (a resting limit order, a cancel, the matching loop) are written
+out inline with their state bound to locals: a plain good-till-canceled limit
+order that does not cross, and a cancel, build their BookDelta directly when
+nothing else changed in the command. Enum members are read from module
+constants (an enum attribute read costs several times a global read).
 """
 
 from __future__ import annotations
@@ -44,6 +50,20 @@ from orderstream.matcher.domain.model import (
 
 PPM = 1_000_000
 STOP_KINDS = frozenset({Kind.STOP_MARKET, Kind.STOP_LIMIT, Kind.TRAILING_STOP})
+
+_LIMIT = Kind.LIMIT
+_MARKET = Kind.MARKET
+_GTC = Tif.GTC
+_GTD = Tif.GTD
+_IOC = Tif.IOC
+_FOK = Tif.FOK
+_STP_NONE = Stp.NONE
+_CANCEL_NEWEST = Stp.CANCEL_NEWEST
+_CANCEL_OLDEST = Stp.CANCEL_OLDEST
+_CLIENT_REQUEST = Reason.CLIENT_REQUEST
+_SELF_TRADE_PREVENTION = Reason.SELF_TRADE_PREVENTION
+_QUOTE_BUDGET_EXHAUSTED = Reason.QUOTE_BUDGET_EXHAUSTED
+_IOC_FOK = (Tif.IOC, Tif.FOK)
 
 
 class Level:
@@ -103,15 +123,68 @@ class Book:
         self.pending: dict[str, Order] = {}  # stop, take-profit and trailing orders, by id
         self._expiries: list[tuple[int, int, str]] = []  # (expire_at, priority, order_id)
         self._events: list[AnyEvent] = []
-        self._touched: dict[tuple[bool, int], int] = {}  # level -> total before the command
+        # level (price << 1 | is_bid) -> its total before its first change in this command
+        self._touched: dict[int, int] = {}
         self._dirty: dict[str, Order | None] = {}
 
     # -- commands -------------------------------------------------------------
 
     def submit(self, cmd: NewOrder, now: int = 0) -> list[AnyEvent]:
         """Place an order; the events it caused."""
-        if self._expiries and self._expiries[0][0] <= now:
+        expiries = self._expiries
+        if expiries and expiries[0][0] <= now:
             self._expire(now)
+        o = cmd
+        price = o.price
+        leaves = o.qty - o.filled
+        if (o.kind is not _LIMIT or o.tif is not _GTC or price is None or price <= 0 or o.qty <= 0
+                or o.display is not None or o.budget is not None or o.post_only or leaves <= 0
+                or o.order_id in self.orders):
+            return self._submit(o, now)
+        # A plain good-till-canceled limit order, valid (what `_invalid` lets through first).
+        meta = self.meta
+        meta.priority += 1
+        o.priority = meta.priority
+        o.seq += 1
+        events = self._events
+        is_buy = o.is_buy
+        events.append(Accepted(o.order_id, o.account_id, o.client_order_id, o.seq,
+                               is_buy, _LIMIT, _GTC, o.qty, price))
+        if is_buy:
+            keys = self.asks.keys
+            crosses = bool(keys) and price >= -keys[-1]
+        else:
+            keys = self.bids.keys
+            crosses = bool(keys) and price <= keys[-1]
+        if crosses or self._touched or self.pending:
+            self._execute(o)
+            if self.pending:
+                self._run_triggers()
+            return self._finish()
+        # It rests whole, and its level is the only one this command changes. `_rest` inlined on
+        # purpose: most commands are this, and the calls and the `_touch` bookkeeping were a fifth
+        # of an add (bench/bench_book.py); `_rest` stays the one path for every other case.
+        side = self.bids if is_buy else self.asks
+        level = side.levels.get(price)
+        if level is None:
+            level = side.levels[price] = Level(price)
+            insort(side.keys, price if is_buy else -price)
+        o.visible = leaves
+        o.pending = False
+        level.orders.append(o)
+        level.total += leaves
+        level.live += 1
+        self.orders[o.order_id] = o
+        self._dirty[o.order_id] = o
+        if o.expire_at is not None:
+            heapq.heappush(expiries, (o.expire_at, o.priority, o.order_id))
+        meta.md_seq += 1
+        events.append(BookDelta(((is_buy, price, level.total),), meta.md_seq))
+        self._events = []
+        return events
+
+    def _submit(self, cmd: NewOrder, now: int) -> list[AnyEvent]:
+        """`submit` of any order (its expiries already run)."""
         reason = self._invalid(cmd, now)
         if reason is not None:
             self._events.append(Rejected(cmd.order_id, cmd.account_id, cmd.client_order_id, 1,
@@ -143,9 +216,39 @@ class Book:
         o = self.orders.get(order_id)
         if o is None or o.account_id != account_id:
             self._reject_unknown(order_id, account_id, "CancelOrder")
+            return self._finish()
+        if o.pending or self._touched:
+            self._remove(o, _CLIENT_REQUEST)
+            return self._finish()
+        # A resting order, and its level is the only one this command changes (`_remove` inline).
+        leaves = o.qty - o.filled
+        o.live = False
+        is_buy = o.is_buy
+        side = self.bids if is_buy else self.asks
+        price = o.price
+        assert price is not None
+        level = side.levels[price]
+        before = level.total
+        level.total = before - o.visible
+        level.live -= 1
+        if level.live == 0:
+            side.drop(level)
+            after = 0
         else:
-            self._remove(o, Reason.CLIENT_REQUEST)
-        return self._finish()
+            after = level.total
+            if level.orders[-1] is o:
+                level.orders.pop()
+        del self.orders[o.order_id]
+        self._dirty[o.order_id] = None
+        o.seq += 1
+        events = self._events
+        events.append(Canceled(o.order_id, o.account_id, o.client_order_id, o.seq, leaves, _CLIENT_REQUEST))
+        if after != before:
+            meta = self.meta
+            meta.md_seq += 1
+            events.append(BookDelta(((is_buy, price, after),), meta.md_seq))
+        self._events = []
+        return events
 
     def replace(self, order_id: str, account_id: str, qty: int | None, price: int | None,
                 now: int = 0) -> list[AnyEvent]:
@@ -243,6 +346,13 @@ class Book:
         if (cmd.kind is Kind.LIMIT and cmd.tif is Tif.GTC and cmd.qty > 0 and cmd.price is not None
                 and cmd.price > 0 and cmd.display is None and cmd.budget is None):
             return None  # the common case: a plain resting limit order
+        if (cmd.qty > 0 and cmd.display is None and cmd.budget is None and not cmd.post_only
+                and cmd.tif is not _GTD):  # a plain taker: every check below passes when...
+            if cmd.kind is _LIMIT:
+                if cmd.price is not None and cmd.price > 0:  # ...a limit order has a price
+                    return None
+            elif cmd.kind is _MARKET and cmd.price is None:  # ...a market order has none
+                return None
         if cmd.qty <= 0:
             return Reason.INVALID_QUANTITY, "quantity must be > 0"
         if cmd.kind in LIMIT_PRICED_KINDS and (cmd.price is None or cmd.price <= 0):
@@ -281,31 +391,35 @@ class Book:
         """Match `o` as the taker, then rest or cancel what is left."""
         limit = o.price
         protected = False
-        if o.kind is Kind.MARKET:
-            best = (self.asks if o.is_buy else self.bids).best()
-            if best is None:
+        is_buy = o.is_buy
+        if o.kind is _MARKET:
+            keys = (self.asks if is_buy else self.bids).keys
+            if not keys:
                 self._cancel_taker(o, Reason.NO_LIQUIDITY)
                 return
-            band = best.price * self.band_ppm // PPM
-            limit = best.price + band if o.is_buy else max(1, best.price - band)
+            best = -keys[-1] if is_buy else keys[-1]
+            band = best * self.band_ppm // PPM
+            limit = best + band if is_buy else max(1, best - band)
             protected = True
-        if o.tif is Tif.FOK and self._available(o, limit) < o.leaves:
+        tif = o.tif
+        if tif is _FOK and self._available(o, limit) < o.qty - o.filled:
             self._cancel_taker(o, Reason.FOK_UNFILLED)
             return
         stopped = self._match(o, limit)
-        if o.leaves == 0:
+        leaves = o.qty - o.filled
+        if leaves == 0:
             self.orders.pop(o.order_id, None)
             self._dirty[o.order_id] = None
             return
         if stopped is not None:
             self._cancel_taker(o, stopped)
-        elif protected or o.tif in (Tif.IOC, Tif.FOK):
-            taken_all = (self.asks if o.is_buy else self.bids).best() is None
+        elif protected or tif in _IOC_FOK:
+            taken_all = not (self.asks if is_buy else self.bids).keys
             reason = (Reason.IOC_REMAINDER if not protected else
                       Reason.NO_LIQUIDITY if taken_all else Reason.MARKET_PROTECTION)
             self._cancel_taker(o, reason)
         else:
-            shown = o.leaves if o.display is None else min(o.display, o.leaves)
+            shown = leaves if o.display is None else min(o.display, leaves)
             self._link(o, shown)
             if o.expire_at is not None:
                 heapq.heappush(self._expiries, (o.expire_at, o.priority, o.order_id))
@@ -326,35 +440,75 @@ class Book:
 
     def _match(self, o: Order, limit: int | None) -> str | None:
         """Trade `o` against the other side; a reason when matching stopped early."""
-        side = self.asks if o.is_buy else self.bids
-        while o.qty > o.filled:
-            level = side.best()
-            if level is None:
+        is_buy = o.is_buy
+        side = self.asks if is_buy else self.bids
+        keys = side.keys
+        levels = side.levels
+        touched = self._touched
+        dirty = self._dirty
+        events = self._events
+        meta = self.meta
+        symbol = self.symbol
+        oid = o.order_id
+        acct = o.account_id
+        coid = o.client_order_id
+        stp = o.stp
+        maker_is_buy = not is_buy
+        oqty = o.qty  # the taker's quantity does not change while it matches; o.filled is kept current
+        filled = o.filled
+        while oqty > filled:
+            if not keys:
                 return None
-            price = level.price
-            if limit is not None and (price > limit if o.is_buy else price < limit):
+            k = keys[-1]
+            price = -k if is_buy else k
+            if limit is not None and (price > limit if is_buy else price < limit):
                 return None
+            level = levels[price]
+            tkey = price << 1 | maker_is_buy  # the level's key in `_touched`
             orders = level.orders
-            while o.qty > o.filled and level.live:
+            while oqty > filled and level.live:
                 m = orders[0]
                 if not m.live:
                     orders.popleft()
                     continue
-                if m.account_id == o.account_id and o.stp is not Stp.NONE:
-                    if o.stp is not Stp.CANCEL_NEWEST:
-                        self._remove(m, Reason.SELF_TRADE_PREVENTION)
-                    if o.stp is not Stp.CANCEL_OLDEST:
-                        return Reason.SELF_TRADE_PREVENTION
+                if stp is not _STP_NONE and m.account_id == acct:
+                    if stp is not _CANCEL_NEWEST:
+                        self._remove(m, _SELF_TRADE_PREVENTION)
+                    if stp is not _CANCEL_OLDEST:
+                        return _SELF_TRADE_PREVENTION
                     continue
-                want = o.qty - o.filled
-                qty = want if want < m.visible else m.visible
+                want = oqty - filled
+                visible = m.visible
+                qty = want if want < visible else visible
                 if o.budget is not None:
                     qty = min(qty, o.budget // price)
                     if qty == 0:
-                        return Reason.QUOTE_BUDGET_EXHAUSTED
+                        return _QUOTE_BUDGET_EXHAUSTED
                     o.budget -= qty * price
-                self._trade(o, m, level, price, qty)
-                if m.visible == 0:
+                # the trade (taker `o`, maker `m`)
+                meta.trade_seq += 1
+                trade_id = f"{symbol}-{meta.trade_seq}"
+                if tkey not in touched:
+                    touched[tkey] = level.total
+                m.filled += qty
+                visible -= qty
+                m.visible = visible
+                level.total -= qty
+                filled += qty
+                o.filled = filled
+                mid = m.order_id
+                dirty[mid] = m
+                dirty[oid] = o
+                o.seq += 1
+                m.seq += 1
+                events.append(Filled(oid, acct, coid, o.seq, trade_id, is_buy, price, qty,
+                                     oqty - filled, False, m.account_id))
+                events.append(Filled(mid, m.account_id, m.client_order_id, m.seq, trade_id, m.is_buy,
+                                     price, qty, m.qty - m.filled, True, acct))
+                meta.md_seq += 1
+                events.append(TradePrint(trade_id, price, qty, is_buy, meta.md_seq))
+                meta.last_price = price
+                if visible == 0:
                     orders.popleft()
                     if m.qty > m.filled:  # iceberg: next slice joins the back of the queue
                         m.priority = self._next_priority()
@@ -364,39 +518,15 @@ class Book:
                     else:
                         m.live = False
                         level.live -= 1
-                        del self.orders[m.order_id]
-                        self._dirty[m.order_id] = None
-            if not level.live and side.levels.get(price) is level:
+                        del self.orders[mid]
+                        dirty[mid] = None
+            if not level.live and levels.get(price) is level:
                 side.drop(level)
         return None
 
-    def _trade(self, taker: Order, maker: Order, level: Level, price: int, qty: int) -> None:
-        meta = self.meta
-        meta.trade_seq += 1
-        trade_id = f"{self.symbol}-{meta.trade_seq}"
-        self._touch(maker.is_buy, level)
-        maker.filled += qty
-        maker.visible -= qty
-        level.total -= qty
-        taker.filled += qty
-        self._dirty[maker.order_id] = maker
-        self._dirty[taker.order_id] = taker
-        ev = self._events
-        taker.seq += 1
-        maker.seq += 1
-        ev.append(Filled(taker.order_id, taker.account_id, taker.client_order_id, taker.seq,
-                         trade_id, taker.is_buy, price, qty, taker.qty - taker.filled, False,
-                         maker.account_id))
-        ev.append(Filled(maker.order_id, maker.account_id, maker.client_order_id, maker.seq,
-                         trade_id, maker.is_buy, price, qty, maker.qty - maker.filled, True,
-                         taker.account_id))
-        meta.md_seq += 1
-        ev.append(TradePrint(trade_id, price, qty, taker.is_buy, meta.md_seq))
-        meta.last_price = price
-
     def _touch(self, is_bid: bool, level: Level) -> None:
         """Remember a level's total before its first change in this command."""
-        key = (is_bid, level.price)
+        key = level.price << 1 | is_bid
         if key not in self._touched:
             self._touched[key] = level.total
 
@@ -453,8 +583,9 @@ class Book:
         o.live = False
         self.orders.pop(o.order_id, None)
         self._dirty[o.order_id] = None
-        self._events.append(Canceled(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
-                                     o.leaves, reason))
+        o.seq += 1
+        self._events.append(Canceled(o.order_id, o.account_id, o.client_order_id, o.seq,
+                                     o.qty - o.filled, reason))
 
     def _park(self, o: Order) -> None:
         """Hold a stop/take-profit/trailing order until the last price triggers it."""
@@ -522,10 +653,14 @@ class Book:
 
     def _finish(self) -> list[AnyEvent]:
         events = self._events
-        if self._touched:
+        touched = self._touched
+        if touched:
             changes = []
-            for (is_bid, price), before in self._touched.items():
-                level = (self.bids if is_bid else self.asks).levels.get(price)
+            bids, asks = self.bids.levels, self.asks.levels
+            for key, before in touched.items():
+                price = key >> 1
+                is_bid = key & 1 == 1
+                level = (bids if is_bid else asks).get(price)
                 now = level.total if level is not None else 0
                 if now != before:
                     changes.append((is_bid, price, now))
