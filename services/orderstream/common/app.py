@@ -471,12 +471,6 @@ class Service:
                 forget()
         await asyncio.sleep(1.0)
 
-    @property
-    def consumer(self) -> FastConsumer:
-        consumer = self.app.consumer
-        assert isinstance(consumer, FastConsumer)
-        return consumer
-
     # -- health ---------------------------------------------------------------
 
     def _add_health(self) -> None:
@@ -501,6 +495,9 @@ class Service:
                 "assigned": assigned,
                 "uptime_s": round(time.time() - service._started, 1),
             }
+            consumer = app.consumer if consumer_up else None
+            if isinstance(consumer, FastConsumer):  # the delivery path's counters (common/delivery.py)
+                body.update(records_handed=consumer.handed, sought_back=consumer.sought_back)
             for extra in service.health_extras:
                 body.update(extra())
             return web.json(body, status=200 if body["status"] == "ok" else 503)
