@@ -56,7 +56,13 @@ def instrument(symbol: str, venue: str = "INTERNAL", tick: str = "0.5", lot: str
 class Stack:
     """Four services sharing one topic prefix, and a tap on every output topic."""
 
-    def __init__(self, bootstrap: str, tmp: Path, router_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        tmp: Path,
+        router_env: dict[str, str] | None = None,
+        env: dict[str, dict[str, str]] | None = None,
+    ) -> None:
         self.bootstrap, self.tmp = bootstrap, tmp
         self.prefix = unique_prefix()
         self.ports = {s: free_port() for s in SERVICES}
@@ -75,6 +81,8 @@ class Stack:
                 f"ORDERSTREAM_{up}_SESSION_TIMEOUT_S": "6",
             }
         self.env.get("router", {}).update(router_env or {})
+        for service, extra in (env or {}).items():
+            self.env[service].update(extra)
         self.workers: dict[str, Worker] = {}
         self.runs: dict[str, int] = defaultdict(int)
         self.seen: dict[str, list[Record]] = defaultdict(list)

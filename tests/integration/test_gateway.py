@@ -340,19 +340,29 @@ async def test_pipelined_orders_are_sent_once_each_and_a_cancel_follows_its_orde
     assert kinds == ["SubmitOrder", "CancelOrder"]
 
 
-async def test_a_stored_order_whose_send_failed_reaches_the_broker_on_retry(
-    gateway: dict[str, Any], infra: Infra
+@pytest.mark.parametrize(
+    ("case", "age_s", "in_history", "resent"),
+    [
+        ("lost1", 0, False, True),  # young: sent again at once (collateral remembers the order id)
+        ("lost2", 3600, False, True),  # old, and the order never reached the services: sent now
+        ("lost3", 3600, True, False),  # old, and the order is in the history: answered, not sent
+    ],
+)
+async def test_a_repeated_order_is_sent_again_only_when_it_may_have_been_lost(
+    gateway: dict[str, Any], infra: Infra, case: str, age_s: float, in_history: bool, resent: bool
 ) -> None:
-    """The gateway stored the order's idempotency document, then its send failed: the client's retry
-    with the same client_order_id gets the original order id, and the original command is sent."""
+    """The gateway stored the order's idempotency document, and maybe its send failed: the client's
+    retry with the same client_order_id gets the original order id, and the original command is sent
+    again unless it is too old for the services to recognise it and the history shows it arrived."""
     from motor.motor_asyncio import AsyncIOMotorClient
 
+    order_id = f"BTC-USD-{case}"
     command = r.SubmitOrder(
-        command_id="gw-lost-1",
+        command_id=f"gw-{case}",
         ts_event=time.time_ns(),
         account_id="A",
-        order_id="BTC-USD-lost1",
-        client_order_id="lost1",
+        order_id=order_id,
+        client_order_id=case,
         symbol="BTC-USD",
         side="BUY",
         order_type="LIMIT",
@@ -363,25 +373,27 @@ async def test_a_stored_order_whose_send_failed_reaches_the_broker_on_retry(
     db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]
     await db["gateway_orders"].insert_one(
         {
-            "_id": "A|lost1",
-            "order_id": "BTC-USD-lost1",
+            "_id": f"A|{case}",
+            "order_id": order_id,
             "account_id": "A",
-            "client_order_id": "lost1",
+            "client_order_id": case,
             "symbol": "BTC-USD",
-            "ts": time.time(),
+            "ts": time.time() - age_s,
             "command": CODEC.encode(command),
             "topic": gateway["prefix"] + "order.commands",
         }
     )
+    if in_history:
+        await db["trader_orders"].insert_one({"_id": order_id, "account_id": "A", "status": "FILLED"})
     async with aiohttp.ClientSession() as http:
-        status, _, answer = await gateway["A"].call(http, "POST", "/api/v1/orders", order("lost1"))
-    assert (status, answer) == (
-        200,
-        {"order_id": "BTC-USD-lost1", "client_order_id": "lost1", "duplicate": True},
-    )
+        status, _, answer = await gateway["A"].call(http, "POST", "/api/v1/orders", order(case))
+        # a later order on the same key: once it is on the broker, so is any resend before it
+        assert (await gateway["A"].call(http, "POST", "/api/v1/orders", order(f"{case}-next")))[0] == 200
+    assert (status, answer) == (200, {"order_id": order_id, "client_order_id": case, "duplicate": True})
     msgs = await read(gateway["bootstrap"], gateway["prefix"] + "order.commands", 10**6, timeout=5)
-    resent = [CODEC.decode(m.value) for m in msgs if m.key == b"A"]
-    assert [c for c in resent if getattr(c, "client_order_id", None) == "lost1"] == [command]
+    sent = [CODEC.decode(m.value) for m in msgs if m.key == b"A"]
+    assert any(getattr(c, "client_order_id", None) == f"{case}-next" for c in sent)
+    assert [c for c in sent if getattr(c, "client_order_id", None) == case] == ([command] if resent else [])
 
 
 async def test_the_rate_limit_answers_429_and_recovers(gateway: dict[str, Any]) -> None:

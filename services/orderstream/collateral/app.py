@@ -4,10 +4,19 @@ Wiring only: decode (the template), load the account's ledger, decide, store the
 account once per source record (common/state.py), send. A funded order goes on
 to order.funded; a refused one becomes an OrderRejected on order.events, so the
 client hears why.
+
+Collateral is the one gate every new order passes, so it is where a repeated order is
+recognised however late it comes: each order id it decided (funded or refused) leaves a
+marker document `o|<order id>` for `order_memory_s` after the order's own time, besides its
+hold while the order is open. The gateway resends a repeated client_order_id only while the
+original is younger than its `resend_within_s`, which is shorter (README: the gateway). A
+marker is deleted by a later step of its own partition once it has expired, a few per step.
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -52,7 +61,38 @@ class CollateralWorker:
         outputs = {name: service.output(name) for name in (ORDER_EVENTS, FUNDED, EVENTS)}
         self.state = StateStore(service, "collateral-accounts", outputs, settings.dedupe_window)
         self.instruments = Mirror(service, "ref.instruments", r.Instrument)
+        self.order_memory_ns = int(settings.order_memory_s * 1e9)
+        self._expiry: dict[int, deque[tuple[int, str]]] = {}  # partition -> (order time, marker key)
+        self._expiry_generation = -1
         service.health_extras.append(lambda: {"documents": self.state.loaded_count()})
+
+    # -- the orders collateral decided ------------------------------------------------
+
+    def _markers(self, partition: int) -> deque[tuple[int, str]]:
+        """The markers of `partition`, oldest first (rebuilt whenever the documents reload)."""
+        if self._expiry_generation != self.state.generation:
+            docs = self.state.docs()
+            self._expiry_generation = self.state.generation
+            found = sorted((doc["t"], doc["p"], key) for key, doc in docs.items() if key.startswith("o|"))
+            self._expiry = {}
+            for t, p, key in found:
+                self._expiry.setdefault(p, deque()).append((t, key))
+        return self._expiry.setdefault(partition, deque())
+
+    def _decided(self, changes: Changes, orders: Sequence[r.SubmitOrder], partition: int) -> None:
+        """Mark `orders` as decided, and let go of at most 8 expired markers of the partition."""
+        markers = self._markers(partition)
+        expired = time.time_ns() - self.order_memory_ns
+        for _ in range(8):
+            if not markers or markers[0][0] > expired:
+                break
+            _, key = markers.popleft()
+            if changes.has(key):
+                changes.delete(key)
+        for o in orders:
+            key = f"o|{o.order_id}"
+            changes.put(key, {"t": o.ts_event, "p": partition})
+            markers.append((o.ts_event, key))
 
     def _events(self, changes: Changes, account: Account, events: list[Any],
                 order_ids: Sequence[str] = ()) -> list[Emit]:
@@ -63,6 +103,7 @@ class CollateralWorker:
         assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket)
         await self.instruments.wait()
         cmd = record
+        partition = delivery.partition
 
         def step(changes: Changes) -> list[Emit]:
             if isinstance(cmd, r.CancelOrder):
@@ -76,16 +117,19 @@ class CollateralWorker:
                     return [Emit(ORDER_EVENTS, cmd.account_id, rejected(cmd, *refusal))]
                 return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
             orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
+            if any(changes.has(f"o|{o.order_id}") for o in orders):
+                return []  # a repeat, however late: this order was decided already
             ids = [o.order_id for o in orders]
             account = load_account(changes, cmd.account_id, ids)
             if any(o.order_id in account.holds for o in orders):
-                return []  # a repeat beyond the dedupe window: the hold already exists
+                return []  # a repeat of an order held before markers existed
+            self._decided(changes, orders, partition)
             events, refusal = account.hold_orders(orders, self.instruments.latest)
             if refusal is not None:
                 return [Emit(ORDER_EVENTS, cmd.account_id, rejected(o, *refusal)) for o in orders]
             return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
 
-        await self.state.apply(f"order.commands:{cmd.command_id}", step, delivery.partition)
+        await self.state.apply(f"order.commands:{cmd.command_id}", step, partition)
 
     async def on_collateral_command(self, record: Record, delivery: Delivery) -> None:
         assert isinstance(record, r.Deposit | r.Withdraw)

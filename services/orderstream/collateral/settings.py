@@ -18,3 +18,8 @@ class CollateralSettings(ServiceSettings):
     dedupe_window: int = Field(
         50_000, ge=1, description="Source records remembered (with what they sent) to ignore a redelivery."
     )
+    order_memory_s: float = Field(
+        3_600, gt=0, description="How long after its own time an order id is remembered, so that a "
+        "repeat of it is ignored however much traffic came between. Keep it above the gateway's "
+        "ORDERSTREAM_GATEWAY_RESEND_WITHIN_S."
+    )

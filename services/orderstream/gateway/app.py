@@ -109,9 +109,14 @@ class Gateway:
         self.market_subscribers: dict[str, set[Connection]] = {}
         self.orders: Any = self.db["gateway_orders"]
         self.producer: AIOKafkaProducer | None = None
-        self.submitter = Submitter(self.orders, self.send_batch)
+        self.submitter = Submitter(self.orders, self.send_batch, self.placed, settings.resend_within_s)
         self.connections: dict[str, set[Connection]] = {}
         self.tasks: list[asyncio.Task[None]] = []
+
+    async def placed(self, order_ids: list[str]) -> set[str]:
+        """Which of `order_ids` the order history (the collector's `trader_orders`) has."""
+        cursor = self.db["trader_orders"].find({"_id": {"$in": order_ids}}, {"_id": 1})
+        return {d["_id"] async for d in cursor}
 
     def _fernet_key(self) -> bytes:
         if self.settings.secret_key:

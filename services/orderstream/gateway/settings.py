@@ -23,6 +23,11 @@ class GatewaySettings(ServiceSettings):
     admin_key_id: str | None = Field(None, description="Bootstrap admin API key id (with ADMIN_SECRET).")
     admin_secret: str | None = Field(None, description="Bootstrap admin API secret; never logged.")
     recv_window_ms: int = Field(5000, ge=100, description="How far a signed timestamp may be from now.")
+    resend_within_s: float = Field(
+        600, gt=0, description="A repeated client_order_id younger than this sends its command again at "
+        "once (in case the first send failed); an older one only if the order history lacks the order. "
+        "Keep it well below collateral's ORDERSTREAM_COLLATERAL_ORDER_MEMORY_S."
+    )
     orders_per_s: float = Field(50.0, gt=0, description="Order rate per API key (token bucket refill).")
     orders_burst: int = Field(100, ge=1, description="Order burst per API key (token bucket size).")
     max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")

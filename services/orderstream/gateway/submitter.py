@@ -8,9 +8,13 @@ the commands of the batch to Kafka in queue order and waits for the broker's ack
 once for all of them. So a cancel queued after its order is sent after it, and the cost of a
 MongoDB round trip and a broker round trip is shared by the whole batch.
 
-The idempotency document keeps the encoded command, and a repeat sends it again (same command
-id, which the services ignore when they already have it): so an order whose document was stored
-but whose send failed is not lost when the client retries, and is never placed twice.
+The idempotency document keeps the encoded command, and a repeat may send it again (same command
+id and order id): so an order whose document was stored but whose send failed is not lost when the
+client retries. It is never placed twice, however late the repeat: collateral, the gate of every
+new order, remembers each order id it decided for its `order_memory_s` (an hour by default). A
+repeat younger than `resend_within_s` (ten minutes, well inside that) is sent again at once; an
+older one is sent again only if the order is not in the order history (`placed`), i.e. it never
+reached the services; if it is there, the repeat is answered and nothing is sent.
 
 `known(order_id)` finds the document of an order this process queued: while it is queued or
 being written (so a cancel that follows at once is not refused as unknown), and afterwards
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -34,6 +39,7 @@ log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
 
 Send = Callable[[list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]], Awaitable[None]]
+Placed = Callable[[list[str]], Awaitable[set[str]]]  # which of these order ids the history knows
 
 
 @dataclass
@@ -49,9 +55,12 @@ class Item:
 
 
 class Submitter:
-    def __init__(self, collection: Any, send: Send, max_batch: int = 1000, remember: int = 50_000) -> None:
+    def __init__(self, collection: Any, send: Send, placed: Placed, resend_within_s: float = 600,
+                 max_batch: int = 1000, remember: int = 50_000) -> None:
         self.collection = collection
         self.send = send
+        self.placed = placed
+        self.resend_within_s = resend_within_s
         self.max_batch = max_batch
         self.queue: deque[Item] = deque()
         self.wake = asyncio.Event()
@@ -117,9 +126,11 @@ class Submitter:
                     raise
                 duplicates = {id(new[e["index"]]): new[e["index"]] for e in errors}
         originals: dict[str, dict[str, Any]] = {}
+        resend: set[str] = set()
         if duplicates:
             ids = [item.doc["_id"] for item in duplicates.values() if item.doc is not None]
             originals = {d["_id"]: d async for d in self.collection.find({"_id": {"$in": ids}})}
+            resend = await self._to_resend(list(originals.values()))
         sends = []
         for item in batch:
             if id(item) not in duplicates:
@@ -127,7 +138,7 @@ class Submitter:
                 continue
             assert item.doc is not None
             original = originals[item.doc["_id"]]
-            if original.get("command") is not None:  # again, in case the first send never got through
+            if original["_id"] in resend:  # again, in case the first send never got through
                 sends.append((original["topic"], item.key, bytes(original["command"]), item.headers))
         await self.send(sends)
         for item in batch:
@@ -138,3 +149,19 @@ class Submitter:
             else:
                 order_id = item.doc["order_id"] if item.doc else None
                 item.future.set_result({"order_id": order_id, "duplicate": False})
+
+    async def _to_resend(self, originals: list[dict[str, Any]]) -> set[str]:
+        """The `_id`s of the repeated orders to send again: those young enough for the services to
+        recognise the repeat, and older ones the order history does not know (never sent)."""
+        now = time.time()
+        sendable = [d for d in originals if d.get("command") is not None]
+        young = {d["_id"] for d in sendable if now - d.get("ts", 0) <= self.resend_within_s}
+        old = [d for d in sendable if d["_id"] not in young]
+        if not old:
+            return young
+
+        def ids(d: dict[str, Any]) -> set[str]:  # a basket is known by its first child
+            return {d["order_id"], f"{d['order_id']}/0"}
+
+        known = await self.placed([i for d in old for i in ids(d)])
+        return young | {d["_id"] for d in old if not ids(d) & known}
