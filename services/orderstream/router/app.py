@@ -5,6 +5,13 @@ send the order to the matcher or to an external venue adapter, store once per
 source record (common/state.py). Venue events first land on `venue.events` so
 that turning them into order events (with this order's sequence numbers) is a
 stored, idempotent step like any other.
+
+A venue call and the stored state cannot disagree for good: the intent is stored
+before the call (the order's venue document; a cancel's command inside it), the
+outcome comes back as a venue event that a stored step applies, and the reconcile
+timer asks the venue about every order whose outcome is not known: orders from
+before a restart, orders whose call failed ambiguously (no answer: the venue may
+have acted), and cancels stored but not answered, which it sends again.
 """
 
 from __future__ import annotations
@@ -111,15 +118,20 @@ class RouterWorker:
         self.kills = Mirror(service, "risk.commands", r.SetKillSwitch)
         self.tickers = Mirror(service, "md.ticker", r.Ticker)
         self.venues = {
-            name: Resilient(MockVenue(name, cfg), settings.venue_attempts, settings.venue_backoff_s)
+            name: Resilient(MockVenue(name, cfg), settings.venue_attempts, settings.venue_backoff_s,
+                            settings.venue_timeout_s)
             for name, cfg in settings.mock_venues.items()
         }
         self.placing: dict[str, dict[str, Any]] = {}  # venue order docs known to this process
+        self.unsure: set[str] = set()  # orders whose place failed ambiguously: ask the venue
+        self.cancelling: set[str] = set()  # orders with a cancel call under way
         self.seen_reconnects: dict[str, int] = {}
         service.health_extras.append(
             lambda: {
                 "venue_retries": {n: v.retries for n, v in self.venues.items()},
+                "venue_calls_in_flight": {n: v.in_flight for n, v in self.venues.items()},
                 "venue_orders_in_flight": len(self.placing),
+                "venue_orders_unsure": len(self.unsure),
             }
         )
 
@@ -221,6 +233,11 @@ class RouterWorker:
                             ),
                         )
                     ]
+                doc = changes.get(f"v|{cmd.account_id}|{cmd.order_id}")
+                if doc is not None:  # the intent, stored before the venue is called
+                    doc["cancel"] = {"command_id": cmd.command_id, "ts": cmd.ts_event,
+                                     "client_order_id": cmd.client_order_id}
+                    changes.put(f"v|{cmd.account_id}|{cmd.order_id}", doc)
                 return []  # the venue is called after the step; its answer comes back as an event
             orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
             ids = [o.order_id for o in orders]
@@ -239,7 +256,9 @@ class RouterWorker:
         if to_place or (isinstance(cmd, r.CancelOrder) and venue_doc is not None):
             await self.state.flush()  # the step is stored before the venue hears of it
         if isinstance(cmd, r.CancelOrder) and venue_doc is not None:
-            await self._cancel_at_venue(cmd, venue_doc)
+            stored = self.state.docs().get(f"v|{cmd.account_id}|{cmd.order_id}")
+            if stored is not None:
+                await self._cancel_at_venue(stored)
         for doc in to_place:
             await self._place(doc)
 
@@ -257,6 +276,11 @@ class RouterWorker:
         try:
             await self.venues[doc["venue"]].place(order)
         except VenueError as exc:
+            if exc.ambiguous:  # the venue may hold the order: reconcile asks it, nothing is decided here
+                self.unsure.add(doc["order_id"])
+                log.warning("venue place not answered; the venue will be asked",
+                            extra={"order_id": doc["order_id"], "venue": doc["venue"], "error": str(exc)})
+                return
             await self._venue_event(
                 doc,
                 VenueEvent(
@@ -264,13 +288,26 @@ class RouterWorker:
                 ),
             )
 
-    async def _cancel_at_venue(self, cmd: r.CancelOrder, doc: dict[str, Any]) -> None:
+    async def _cancel_at_venue(self, doc: dict[str, Any]) -> None:
+        """Send the cancel stored in `doc`; a refusal goes through venue.events, which clears the
+        stored cancel and tells the client; an unanswered one stays stored for reconcile."""
+        intent = doc["cancel"]
+        cmd = r.CancelOrder(command_id=intent["command_id"], ts_event=intent["ts"],
+                            account_id=doc["account_id"], order_id=doc["order_id"],
+                            client_order_id=intent["client_order_id"], symbol=doc["symbol"])
+        self.cancelling.add(cmd.order_id)
         try:
             await self.venues[doc["venue"]].cancel(cmd.order_id)
         except VenueError as exc:
-            await self.outputs[ORDER_EVENTS].send(
+            if exc.ambiguous:
+                log.warning("venue cancel not answered; it will be sent again",
+                            extra={"order_id": cmd.order_id, "venue": doc["venue"], "error": str(exc)})
+                return
+            await self.outputs[VENUE_EVENTS].send(
                 cmd.account_id, command_rejected(cmd, reason_of(exc.code), exc.message, "venue")
             )
+        finally:
+            self.cancelling.discard(cmd.order_id)
 
     async def _venue_event(self, doc: dict[str, Any], ev: VenueEvent) -> None:
         rec = venue_record(
@@ -295,6 +332,10 @@ class RouterWorker:
 
         def step(changes: Changes) -> list[Emit]:
             doc = changes.get(key)
+            if isinstance(e, r.OrderRejected) and e.rejected_command == "CancelOrder":
+                if doc is not None and doc.pop("cancel", None) is not None:
+                    changes.put(key, doc)
+                return [Emit(ORDER_EVENTS, e.account_id, e)]  # the order itself is unchanged
             if doc is None or e.sequence <= doc["vseq"]:
                 return []
             if e.sequence == LOST and isinstance(e, r.OrderCanceled) and doc["seq"] == 0:
@@ -346,6 +387,7 @@ class RouterWorker:
     async def pump(self, name: str) -> None:
         """Forward one venue's event stream to venue.events."""
         venue = self.venues[name]
+        venue.adapter.resume()
         async for ev in venue.adapter.events():
             doc = self.placing.get(ev.order_id)
             if doc is None:
@@ -367,12 +409,14 @@ class RouterWorker:
             venue = self.venues.get(doc["venue"])
             if venue is None:
                 continue
+            order_id = doc["order_id"]
             reconnects = venue.adapter.reconnects()
-            known = doc["order_id"] in self.placing
-            if known and self.seen_reconnects.get(doc["venue"]) == reconnects:
+            known = order_id in self.placing and order_id not in self.unsure
+            cancel = "cancel" in doc and order_id not in self.cancelling
+            if known and not cancel and self.seen_reconnects.get(doc["venue"]) == reconnects:
                 continue
             try:
-                events = await venue.status(doc["order_id"])
+                events = await venue.status(order_id)
             except VenueError as exc:
                 if exc.code != "UNKNOWN_ORDER":
                     continue
@@ -389,9 +433,14 @@ class RouterWorker:
                         quantity=Decimal(0),
                     )
                 ]
-            self.placing[doc["order_id"]] = doc
+            self.placing[order_id] = doc
+            self.unsure.discard(order_id)
             for ev in events:
                 await self._venue_event(doc, ev)
+            done = any(ev.kind in ("CANCELED", "REJECTED") or (ev.kind == "FILLED" and ev.leaves == 0)
+                       for ev in events)
+            if cancel and not done:
+                await self._cancel_at_venue(doc)
         for name, venue in self.venues.items():
             self.seen_reconnects[name] = venue.adapter.reconnects()
 

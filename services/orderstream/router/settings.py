@@ -43,6 +43,7 @@ class RouterSettings(ServiceSettings):
     )
     venue_attempts: int = Field(5, ge=1, description="Tries of a venue call before giving up.")
     venue_backoff_s: float = Field(0.05, gt=0, description="First retry delay; doubles per try.")
+    venue_timeout_s: float = Field(5.0, gt=0, description="A venue call unanswered this long is retried.")
     reconcile_interval_s: float = Field(
         2.0, gt=0, description="How often orders in flight at venues are checked."
     )

@@ -50,9 +50,10 @@ class VenueEvent:
 class VenueError(Exception):
     """A venue call failed. Transient errors are retried; the others carry a venue code."""
 
-    def __init__(self, code: str, message: str, transient: bool) -> None:
+    def __init__(self, code: str, message: str, transient: bool, ambiguous: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.transient = code, message, transient
+        self.ambiguous = ambiguous  # the call may have been carried out all the same
 
 
 class VenueAdapter(Protocol):
@@ -72,6 +73,10 @@ class VenueAdapter(Protocol):
         """How many times the event stream came back after a disconnect."""
         ...
 
+    def resume(self) -> None:
+        """Start whatever runs in the background (called once the event loop runs)."""
+        ...
+
 
 REASONS = {  # venue error code -> our reason code
     "INSUFFICIENT_LIQUIDITY": "VENUE_NO_LIQUIDITY",
@@ -88,26 +93,45 @@ def reason_of(code: str | None) -> str:
 
 
 class Resilient:
-    """Retry transient failures with exponential backoff; give up with VENUE_UNAVAILABLE."""
+    """Retry transient failures (a call not answered within `timeout_s` is one) with exponential
+    backoff; give up with UNAVAILABLE. After an UNAVAILABLE place or cancel the venue may well
+    have acted: the caller must ask the venue (`status`) before it decides anything."""
 
-    def __init__(self, adapter: VenueAdapter, attempts: int = 5, base_delay_s: float = 0.05) -> None:
+    def __init__(self, adapter: VenueAdapter, attempts: int = 5, base_delay_s: float = 0.05,
+                 timeout_s: float = 5.0) -> None:
         self.adapter = adapter
         self.name = adapter.name
         self.attempts = attempts
         self.base_delay_s = base_delay_s
+        self.timeout_s = timeout_s
         self.retries = 0
+        self.in_flight: dict[str, int] = {}  # calls under way, by kind
 
     async def call(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
+        self.in_flight[what] = self.in_flight.get(what, 0) + 1
+        try:
+            return await self._call(what, fn, *args)
+        finally:
+            self.in_flight[what] -= 1
+            if not self.in_flight[what]:
+                del self.in_flight[what]
+
+    async def _call(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
         delay = self.base_delay_s
         for attempt in range(1, self.attempts + 1):
             try:
-                return await fn(*args)
+                try:
+                    return await asyncio.wait_for(fn(*args), self.timeout_s)
+                except TimeoutError:
+                    raise VenueError("TIMEOUT", f"no answer within {self.timeout_s} s", True) from None
             except VenueError as exc:
+                if not exc.transient and attempt > 1:  # maybe a refusal of what an unanswered try did
+                    raise VenueError(exc.code, exc.message, False, ambiguous=True) from exc
                 if not exc.transient:
                     raise
                 if attempt == self.attempts:
                     raise VenueError(
-                        "UNAVAILABLE", f"{what} failed {attempt} times: {exc.message}", False
+                        "UNAVAILABLE", f"{what} failed {attempt} times: {exc.message}", False, ambiguous=True
                     ) from exc
                 self.retries += 1
                 log.warning(
