@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from orderstream.common import records as r
 from tests.conftest import Infra
 from tests.e2e.stack import Stack, instrument
 
@@ -34,6 +35,16 @@ async def eventually(what: str, probe: Callable[[], Awaitable[bool]], timeout: f
     while not await probe():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
+
+
+async def resting_order(stack: Stack) -> r.SubmitOrder:
+    """Start the stack and place a funded buy at the mock venue; it rests there (accepted)."""
+    await stack.start([instrument("MOCK-USD", venue="MOCK", tick="0.01", lot="0.01")])
+    await stack.deposit("A", "USD", "100000")
+    await stack.until("deposit", lambda: stack.balances())
+    o = await stack.place(stack.order("A", "MOCK-USD", "BUY", "1", "100"))
+    await stack.status(o.order_id, "ACCEPTED")
+    return o
 
 
 def statuses(stack: Stack, order_id: str) -> list[str]:
@@ -55,11 +66,7 @@ async def test_an_unanswered_venue_call_leaves_the_order_as_the_venue_has_it(
         "ORDERSTREAM_ROUTER_RECONCILE_INTERVAL_S": "0.3",
     })
     try:
-        await stack.start([instrument("MOCK-USD", venue="MOCK", tick="0.01", lot="0.01")])
-        await stack.deposit("A", "USD", "100000")
-        await stack.until("deposit", lambda: stack.balances())
-        o = await stack.place(stack.order("A", "MOCK-USD", "BUY", "1", "100"))
-        await stack.status(o.order_id, "ACCEPTED")
+        o = await resting_order(stack)
         # every try went unanswered, and the router asked the venue instead of deciding
 
         async def asked() -> bool:
@@ -86,11 +93,7 @@ async def test_a_cancel_stored_but_not_sent_is_sent_by_the_restarted_router(
 
     stack = Stack(infra.kafka_bootstrap, tmp_path, router_env=venue(2000))
     try:
-        await stack.start([instrument("MOCK-USD", venue="MOCK", tick="0.01", lot="0.01")])
-        await stack.deposit("A", "USD", "100000")
-        await stack.until("deposit", lambda: stack.balances())
-        o = await stack.place(stack.order("A", "MOCK-USD", "BUY", "1", "100"))
-        await stack.status(o.order_id, "ACCEPTED")
+        o = await resting_order(stack)
 
         async def calling() -> bool:
             return (await health(stack))["venue_calls_in_flight"] == {"MOCK": {"cancel": 1}}
