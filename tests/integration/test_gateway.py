@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -17,75 +16,25 @@ from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
 from orderstream.common import records as r
-from orderstream.common.topics import create_topics
 from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
-from tests.e2e.stack import CODEC, instrument
-from tests.kafka_tools import Worker, free_port, produce, read, unique_prefix
+from tests.e2e.stack import CODEC
+from tests.integration.gateway_process import running_gateway
+from tests.kafka_tools import produce, read
 
 pytestmark = pytest.mark.integration
-
-ADMIN = ("kadmin", "admin-secret-for-tests")
 
 
 @pytest.fixture(scope="module")
 async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[dict[str, Any]]:
-    prefix, port, database = unique_prefix(), free_port(), f"gw{uuid.uuid4().hex[:8]}"
-    tmp = tmp_path_factory.mktemp("gateway")
-    await create_topics(infra.kafka_bootstrap, prefix=prefix, partitions=2)
-    await produce(
-        infra.kafka_bootstrap,
-        prefix + "ref.instruments",
-        [(b"BTC-USD", CODEC.encode(instrument("BTC-USD")), {})],
-    )
-    env = {
-        "KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
-        "MONGO_URL": infra.mongo_url,
-        "ORDERSTREAM_TOPIC_PREFIX": prefix,
-        "ORDERSTREAM_GATEWAY_WEB_PORT": str(port),
-        "ORDERSTREAM_GATEWAY_DATA_DIR": str(tmp),
-        "ORDERSTREAM_GATEWAY_MONGO_DATABASE": database,
-        "ORDERSTREAM_GATEWAY_ADMIN_KEY_ID": ADMIN[0],
-        "ORDERSTREAM_GATEWAY_ADMIN_SECRET": ADMIN[1],
-        "ORDERSTREAM_GATEWAY_ORDERS_PER_S": "2",
-        "ORDERSTREAM_GATEWAY_ORDERS_BURST": "20",
-        "ORDERSTREAM_GATEWAY_MAX_FRAME_BYTES": "4096",
-    }
-    worker = Worker("orderstream.gateway", env, tmp / "gateway.log").start()
-    proc = worker.proc
-    assert proc is not None
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(120):
-                assert proc.poll() is None, (tmp / "gateway.log").read_text()
-                try:
-                    async with http.get(base + "/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.5)
-            admin = Client(base, *ADMIN)
-            keys = {}
-            for account in ("A", "B"):
-                status, _, body = await admin.call(
-                    http, "POST", "/api/v1/admin/accounts", {"account_id": account}
-                )
-                assert status == 200 and "secret" in body
-                keys[account] = Client(base, body["key_id"], body["secret"])
-        yield {
-            "base": base,
-            "prefix": prefix,
-            "A": keys["A"],
-            "B": keys["B"],
-            "admin": admin,
-            "bootstrap": infra.kafka_bootstrap,
-            "log": tmp / "gateway.log",
-            "database": database,
-        }
-    finally:
-        worker.stop()
+    async with running_gateway(
+        infra,
+        tmp_path_factory.mktemp("gateway"),
+        ORDERSTREAM_GATEWAY_ORDERS_PER_S="2",
+        ORDERSTREAM_GATEWAY_ORDERS_BURST="20",
+        ORDERSTREAM_GATEWAY_MAX_FRAME_BYTES="4096",
+    ) as gw:
+        yield gw
 
 
 def order(cid: str, **kw: Any) -> dict[str, Any]:

@@ -11,12 +11,21 @@ from motor.motor_asyncio import AsyncIOMotorDatabase
 from orderstream.collector.store import ORDERS
 
 MAX_PAGE = 500
+_NS_MAX = 2**63 - 1  # the cursor's time is a MongoDB 64-bit integer
 
 
 @dataclass(frozen=True)
 class Page:
     orders: list[dict[str, Any]]
     next_cursor: str | None  # pass back as `before` for the next (older) page
+
+
+def parse_cursor(before: str) -> tuple[int, str]:
+    """A page cursor `<ts_ns>:<order_id>` as (ts_ns, order_id); ValueError naming the form otherwise."""
+    ts_ns, _, order_id = before.partition(":")
+    if not (ts_ns.isascii() and ts_ns.isdigit() and int(ts_ns) <= _NS_MAX and order_id):
+        raise ValueError("not a page cursor: pass back the `next` of the previous page (<ts_ns>:<order_id>)")
+    return int(ts_ns), order_id
 
 
 async def order_history(
@@ -38,8 +47,8 @@ async def order_history(
     if until is not None:
         window["$lt"] = int(until.timestamp() * 1e9)
     if before is not None:
-        ts_ns, _, order_id = before.partition(":")
-        query["$or"] = [{"ts_ns": {"$lt": int(ts_ns)}}, {"ts_ns": int(ts_ns), "_id": {"$lt": order_id}}]
+        ts_ns, order_id = parse_cursor(before)
+        query["$or"] = [{"ts_ns": {"$lt": ts_ns}}, {"ts_ns": ts_ns, "_id": {"$lt": order_id}}]
     if window:
         query["ts_ns"] = window
     docs = await db[ORDERS].find(query).sort([("ts_ns", -1), ("_id", -1)]).limit(limit + 1).to_list(None)

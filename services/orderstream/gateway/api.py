@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -15,14 +16,26 @@ from pydantic import (
     model_validator,
 )
 
+from orderstream.collector.history import MAX_PAGE, parse_cursor
 from orderstream.common import records as r
 from orderstream.common.decimals import API_MAX
 from orderstream.gateway.errors import ApiError
+
+# An exact amount as a string: plain digits (no sign, exponent or spaces), above 0 and at most 10^15,
+# at most 18 decimal places. The server checks the same pattern the OpenAPI document shows.
+EXACT_PATTERN = (
+    r"^(?:[1-9][0-9]{0,14}(?:\.[0-9]{1,18})?|0\.(?=[0-9]{1,18}$)0*[1-9][0-9]*|1000000000000000(?:\.0{1,18})?)$"
+)
+_EXACT = re.compile(EXACT_PATTERN)
 
 
 def _exact(value: Any) -> Any:
     if isinstance(value, float):
         raise ValueError('must be a decimal string such as "0.1", never a JSON floating-point number')
+    if isinstance(value, str) and not _EXACT.fullmatch(value):
+        raise ValueError(
+            'must be a decimal string such as "0.1": digits, above 0, at most 10^15 and 18 decimal places'
+        )
     return value
 
 
@@ -32,12 +45,17 @@ Exact = Annotated[
     Field(gt=0, le=API_MAX, max_digits=38, decimal_places=18),
     WithJsonSchema(
         {
-            "type": "string",
-            "pattern": r"^[0-9]{1,16}(\.[0-9]{1,18})?$",
-            "description": "An exact decimal > 0 and at most 10^15 as a string, at most 18 decimal places.",
+            "anyOf": [
+                {"type": "string", "pattern": EXACT_PATTERN},
+                {"type": "integer", "minimum": 1, "maximum": int(API_MAX)},
+            ],
+            "description": "An exact decimal above 0 and at most 10^15, at most 18 decimal places: a string "
+            "(or a JSON integer), never a JSON floating-point number.",
         }
     ),
 ]
+Permission = Literal["trade", "read", "admin"]
+DEFAULT_PERMISSIONS: tuple[Permission, ...] = ("trade", "read")
 ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
 
 
@@ -114,10 +132,22 @@ class History(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    symbol: str | None = None
-    status: str | None = None
-    limit: int = Field(50, ge=1, le=500)
-    before: str | None = None
+    symbol: str | None = Field(None, min_length=1, max_length=32)
+    status: r.OrderStatus | None = None
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    before: str | None = Field(
+        None,
+        max_length=200,
+        description="The `next` cursor of the previous page: <ts_ns>:<order_id>, ts_ns below 2^63.",
+        json_schema_extra={"pattern": r"^[0-9]{1,19}:[\s\S]+$"},  # parse_cursor checks it, naming the form
+    )
+
+    @field_validator("before")
+    @classmethod
+    def _cursor(cls, before: str | None) -> str | None:
+        if before is not None:
+            parse_cursor(before)
+        return before
 
 
 class ReplaceOrder(BaseModel):
@@ -142,7 +172,7 @@ class CreateAccount(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     account_id: ClientId
-    permissions: list[str] = Field(default_factory=lambda: ["trade", "read"])
+    permissions: list[Permission] = Field(default_factory=lambda: [*DEFAULT_PERMISSIONS])
 
 
 class PostDeposit(BaseModel):
@@ -322,160 +352,114 @@ def check_basket(b: PlaceBasket, instruments: Any) -> None:
             )
 
 
+# The operations of the REST API: (path, HTTP method, operation id, request body model, what it may refuse
+# beyond what every operation may: 401, 403, 413, 500, 503).
+OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]], ...] = (
+    ("/api/v1/orders", "get", "orders.open", None, ()),
+    ("/api/v1/orders", "post", "order.place", PlaceOrder, ("400", "429")),
+    ("/api/v1/orders/{order_id}", "get", "order.get", None, ("400", "404")),
+    ("/api/v1/orders/{order_id}", "patch", "order.replace", ReplaceOrder, ("400", "404", "409")),
+    ("/api/v1/orders/{order_id}", "delete", "order.cancel", None, ("400", "404", "409")),
+    ("/api/v1/history", "get", "orders.history", None, ("400",)),
+    ("/api/v1/balances", "get", "balances.get", None, ()),
+    ("/api/v1/baskets", "post", "order.basket", PlaceBasket, ("400", "429")),
+    ("/api/v1/admin/kill-switch", "post", "admin.kill_switch", PostKillSwitch, ("400",)),
+    ("/api/v1/admin/accounts", "post", "admin.account", CreateAccount, ("400",)),
+    ("/api/v1/admin/deposits", "post", "admin.deposit", PostDeposit, ("400",)),
+    ("/api/v1/admin/withdrawals", "post", "admin.withdraw", PostWithdrawal, ("400",)),
+)
+ERROR_STATUSES = {
+    "400": "a request the API refuses: not JSON (40002), nested too deep (40004), a field at fault (40001, "
+    "40010-40013, naming it)",
+    "401": "missing, unknown, stale, replayed or wrongly signed credentials (40100-40104)",
+    "403": "the key lacks the permission (40301)",
+    "404": "no such order (40401) or route (40400)",
+    "409": "a basket is canceled or replaced leg by leg (40904)",
+    "413": "body larger than the gateway's MAX_FRAME_BYTES (41301)",
+    "429": "order rate limit (42901), with Retry-After",
+    "500": "internal error (50000), logged with the request id in details",
+    "503": "an order not confirmed: send it again with the same client_order_id (50001); MongoDB or Kafka "
+    "did not answer (50002)",
+}
+EVERY_OPERATION = ("401", "403", "413", "500", "503")
+
+
 def openapi() -> dict[str, Any]:
     """The OpenAPI document the gateway serves at /api/v1/openapi.json."""
-
     components: dict[str, Any] = {}
 
-    def body(model: type[BaseModel]) -> dict[str, Any]:
+    def schema_of(model: type[BaseModel]) -> dict[str, Any]:
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(schema.pop("$defs", {}))
-        return {"required": True, "content": {"application/json": {"schema": schema}}}
+        return schema
+
+    def error(description: str) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
 
     signed = [
         {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
         for n in ("X-OS-KEY", "X-OS-TIMESTAMP", "X-OS-SIGNATURE")
     ]
-    error = {
-        "description": "error",
-        "content": {
-            "application/json": {
-                "schema": {
-                    "type": "object",
-                    "properties": {
-                        "error": {
-                            "type": "object",
-                            "required": ["code", "message", "details"],
-                            "properties": {
-                                "code": {"type": "integer"},
-                                "message": {"type": "string"},
-                                "details": {"type": "object"},
-                            },
-                        }
-                    },
-                }
-            }
-        },
+    order_id = {
+        "name": "order_id",
+        "in": "path",
+        "required": True,
+        "schema": schema_of(CancelOrder)["properties"]["order_id"],
     }
-    document = {
+    history = schema_of(History)["properties"]
+    query = [
+        {"name": name, "in": "query", "required": False, "schema": _not_null(field)}
+        for name, field in history.items()
+    ]
+    paths: dict[str, dict[str, Any]] = {}
+    for path, method, op_id, body, refusals in OPERATIONS:
+        parameters = [*signed]
+        if "{order_id}" in path:
+            parameters.append(order_id)
+        if op_id == "orders.history":
+            parameters.extend(query)
+        answer = RESPONSES[op_id]
+        responses = {
+            "200": {
+                "description": answer.__name__,
+                "content": {"application/json": {"schema": schema_of(answer)}},
+            },
+            **{code: error(ERROR_STATUSES[code]) for code in sorted({*refusals, *EVERY_OPERATION})},
+        }
+        operation: dict[str, Any] = {"operationId": op_id, "parameters": parameters, "responses": responses}
+        if body is not None:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": schema_of(body)}},
+            }
+        paths.setdefault(path, {})[method] = operation
+    return {
         "openapi": "3.1.0",
         "info": {"title": "Orderstream gateway", "version": "1"},
-        "paths": {
-            "/api/v1/orders": {
-                "get": {
-                    "operationId": "orders.open",
-                    "parameters": signed,
-                    "responses": {"401": error},
-                },
-                "post": {
-                    "operationId": "order.place",
-                    "parameters": signed,
-                    "requestBody": body(PlaceOrder),
-                    "responses": {"400": error, "401": error, "429": error},
-                },
-            },
-            "/api/v1/orders/{order_id}": {
-                "get": {
-                    "operationId": "order.get",
-                    "parameters": [
-                        *signed,
-                        {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    ],
-                    "responses": {"401": error, "404": error},
-                },
-                "patch": {
-                    "operationId": "order.replace",
-                    "parameters": [
-                        *signed,
-                        {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    ],
-                    "requestBody": body(ReplaceOrder),
-                    "responses": {"400": error, "401": error, "404": error},
-                },
-                "delete": {
-                    "operationId": "order.cancel",
-                    "parameters": [
-                        *signed,
-                        {"name": "order_id", "in": "path", "required": True, "schema": {"type": "string"}},
-                    ],
-                    "responses": {"401": error, "404": error},
-                },
-            },
-            "/api/v1/history": {
-                "get": {
-                    "operationId": "orders.history",
-                    "parameters": [
-                        *signed,
-                        *(
-                            {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                            for n, t in (
-                                ("symbol", "string"),
-                                ("status", "string"),
-                                ("limit", "integer"),
-                                ("before", "string"),
-                            )
-                        ),
-                    ],
-                    "responses": {"400": error, "401": error},
-                }
-            },
-            "/api/v1/balances": {
-                "get": {
-                    "operationId": "balances.get",
-                    "parameters": signed,
-                    "responses": {"401": error},
-                }
-            },
-            "/api/v1/admin/kill-switch": {
-                "post": {
-                    "operationId": "admin.kill_switch",
-                    "parameters": signed,
-                    "requestBody": body(PostKillSwitch),
-                    "responses": {"400": error, "403": error},
-                }
-            },
-            "/api/v1/baskets": {
-                "post": {
-                    "operationId": "order.basket",
-                    "parameters": signed,
-                    "requestBody": body(PlaceBasket),
-                    "responses": {"400": error, "401": error, "429": error},
-                }
-            },
-            "/api/v1/admin/accounts": {
-                "post": {
-                    "operationId": "admin.account",
-                    "parameters": signed,
-                    "requestBody": body(CreateAccount),
-                    "responses": {"400": error, "403": error},
-                }
-            },
-            "/api/v1/admin/deposits": {
-                "post": {
-                    "operationId": "admin.deposit",
-                    "parameters": signed,
-                    "requestBody": body(PostDeposit),
-                    "responses": {"400": error, "403": error},
-                }
-            },
-            "/api/v1/admin/withdrawals": {
-                "post": {
-                    "operationId": "admin.withdraw",
-                    "parameters": signed,
-                    "requestBody": body(PostWithdrawal),
-                    "responses": {"400": error, "403": error},
-                }
-            },
-        },
+        "paths": paths,
+        "components": {"schemas": components},
     }
-    for ops in document["paths"].values():  # type: ignore[attr-defined]
-        for op in ops.values():
-            model = RESPONSES[op["operationId"]]
-            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(schema.pop("$defs", {}))
-            op["responses"]["200"] = {
-                "description": model.__name__,
-                "content": {"application/json": {"schema": schema}},
-            }
-    document["components"] = {"schemas": components}
-    return document
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional field's schema without its null branch (a query parameter is absent, never null)."""
+    branches = [b for b in schema.get("anyOf", ()) if b.get("type") != "null"]
+    rest = {k: v for k, v in schema.items() if k != "anyOf" and (k, v) != ("default", None)}
+    return {**rest, **branches[0]} if len(branches) == 1 else rest
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message", "details"],
+            "properties": {
+                "code": {"type": "integer"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+        }
+    },
+}

@@ -24,10 +24,12 @@ from typing import Any, TypeVar, cast
 
 from aiohttp import WSMsgType, web
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from cryptography.fernet import Fernet
 from motor.motor_asyncio import AsyncIOMotorClient
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ValidationError
+from pymongo.errors import PyMongoError
 
 from orderstream.collector.history import order_history
 from orderstream.common import records as r
@@ -35,7 +37,7 @@ from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable
 from orderstream.common.logs import logging_config
 from orderstream.common.mirror import Mirror
 from orderstream.common.records import ALL_RECORDS
-from orderstream.gateway import api
+from orderstream.gateway import api, payload
 from orderstream.gateway.auth import Keys, Principal, Verifier
 from orderstream.gateway.errors import ApiError, validation_error
 from orderstream.gateway.ratelimit import Buckets
@@ -515,13 +517,6 @@ class Gateway:
     async def create_account(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("admin")
         a = parse(api.CreateAccount, params)
-        bad = set(a.permissions) - {"trade", "read", "admin"}
-        if bad:
-            raise ApiError(
-                40001,
-                f"invalid permissions: unknown {sorted(bad)}",
-                {"field": "permissions", "issue": f"unknown {sorted(bad)}"},
-            )
         key_id, secret = await self.keys.create_key(a.account_id, a.permissions)
         return {"account_id": a.account_id, "key_id": key_id, "secret": secret, "permissions": a.permissions}
 
@@ -591,15 +586,18 @@ GATEWAY: web.AppKey[Gateway] = web.AppKey("gateway", Gateway)
 
 def rest(
     op: Callable[..., Awaitable[dict[str, Any]]],
+    name: str,
     *,
     body: bool,
     path_param: str | None = None,
     query: bool = False,
     with_request_id: bool = True,
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The REST handler of operation `name` (its OpenAPI operationId and WebSocket method)."""
+
     async def handler(request: web.Request) -> web.Response:
         gw = request.app[GATEWAY]
-        request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex
+        request_id = request_id_of(request)
         raw = await request.read()
         try:
             who = await gw.verifier.verify(
@@ -607,15 +605,12 @@ def rest(
                 request.headers.get("X-OS-TIMESTAMP"),
                 request.headers.get("X-OS-SIGNATURE"),
                 request.method,
-                request.path_qs,
+                request.raw_path,  # the path and query as sent (percent-encoded), as the client signed them
                 raw,
             )
             params: Any = {}
-            if body:
-                try:
-                    params = json.loads(raw or b"null")
-                except ValueError:
-                    raise ApiError(40002, "the body is not JSON") from None
+            if body:  # an empty body is no object: 40001
+                params = payload.loads(raw, gw.settings.max_json_depth, "body") if raw else None
             if path_param and isinstance(params, dict):
                 params = {**params, path_param: request.match_info[path_param]}
             if query:
@@ -625,15 +620,53 @@ def rest(
             REQUESTS.labels(route(request), "0").inc()
             return web.json_response(result, headers={"X-Request-Id": request_id})
         except ApiError as e:
-            REQUESTS.labels(route(request), str(e.code)).inc()
-            log.info(
-                "request refused", extra={"request_id": request_id, "code": e.code, "path": request.path}
-            )
-            return web.json_response(
-                {"error": e.body()}, status=e.status, headers={"X-Request-Id": request_id, **e.headers}
-            )
+            error = e
+        except Exception as exc:  # answered with its documented code, never a bare 500
+            error = failed(name, exc, request_id)
+        REQUESTS.labels(route(request), str(error.code)).inc()
+        log.info(
+            "request refused", extra={"request_id": request_id, "code": error.code, "path": request.path}
+        )
+        return web.json_response(
+            {"error": error.body()},
+            status=error.status,
+            headers={"X-Request-Id": request_id, **error.headers},
+        )
 
     return handler
+
+
+def request_id_of(request: web.Request) -> str:
+    """The client's X-Request-Id if short printable ASCII (it goes into headers and logs), else a new one."""
+    given = request.headers.get("X-Request-Id", "")
+    return given if 0 < len(given) <= 128 and given.isascii() and given.isprintable() else uuid.uuid4().hex
+
+
+def failed(op: str, exc: Exception, request_id: str) -> ApiError:
+    """An exception of an operation (not an ApiError) as the documented error its client gets, logged with the
+    request id: an order not confirmed (50001), MongoDB or Kafka failing (50002), else a bug (50000)."""
+    if op in ORDER_OPS:
+        error = ApiError(
+            50001,
+            "the order could not be confirmed; send it again with the same client_order_id "
+            "(a repeat is never a second order)",
+            status=503,
+        )
+    elif isinstance(exc, UNAVAILABLE):
+        error = ApiError(50002, "MongoDB or Kafka did not answer or refused; try again", status=503)
+    else:
+        error = ApiError(50000, "internal error; it is logged with the request id", status=500)
+    error.details["request_id"] = request_id
+    log.error(
+        "request failed",
+        exc_info=exc,
+        extra={"request_id": request_id, "operation": op, "code": error.code, "error": repr(exc)},
+    )
+    return error
+
+
+ORDER_OPS = frozenset({"order.place", "order.basket"})  # a failure is 50001: the client sends the order again
+UNAVAILABLE = (PyMongoError, KafkaError, ConnectionError, TimeoutError)
 
 
 def route(request: web.Request) -> str:
@@ -675,6 +708,32 @@ async def access_log(
             )
 
 
+@web.middleware
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own refusals (no such route, method not allowed, body too large) in the API's error shape."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code, message = HTTP_ERRORS.get(exc.status, (exc.status * 100, exc.reason))
+        REQUESTS.labels(route(request), str(code)).inc()
+        return web.json_response(
+            {"error": ApiError(code, message).body()},
+            status=exc.status,
+            headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+        )
+
+
+HTTP_ERRORS = {
+    404: (40400, "no such route"),
+    405: (40500, "method not allowed on this route"),
+    413: (41301, "body too large"),
+}
+
+
 # -- WebSocket ----------------------------------------------------------------------
 
 
@@ -687,7 +746,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.BINARY:
-                    conn.push(error_frame(None, ApiError(40002, "frames must be JSON text")))
+                    conn.push(error_frame(None, "(unknown)", ApiError(40002, "frames must be JSON text")))
                 continue
             reply = await answer(gw, conn, msg.data)
             if isinstance(reply, dict):
@@ -716,44 +775,41 @@ async def deliver(gw: Gateway, conn: Connection, reply: Awaitable[dict[str, Any]
         await gw._drop_slow(conn)
 
 
-async def pipelined(rid: Any, pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+async def pipelined(
+    rid: Any, method: str, request_id: str, pending: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
     try:
-        return {"id": rid, "result": await pending}
-    except Exception:  # the batch could not be written: the order was not accepted, and the client hears so
-        log.exception("order not accepted")
-        return error_frame(
-            rid,
-            ApiError(
-                50001,
-                "the order could not be confirmed; send it again with the same client_order_id "
-                "(a repeat is never a second order)",
-                status=503,
-            ),
-        )
+        frame = {"id": rid, "result": await pending}
+        count(method, 0)
+        return frame
+    except Exception as exc:  # not written: the order was not accepted, and the client hears so
+        return error_frame(rid, method, failed(method, exc, request_id))
 
 
-def error_frame(rid: Any, e: ApiError) -> dict[str, Any]:
+def count(method: str, code: int) -> None:
+    """A WebSocket answer in /metrics, by method (a bounded label: unknown ones are one) and code."""
+    REQUESTS.labels(method if method in KNOWN_METHODS else "(unknown)", str(code)).inc()
+
+
+def error_frame(rid: Any, method: str, e: ApiError) -> dict[str, Any]:
+    count(method, e.code)
     return {"id": rid, "error": e.body()}
 
 
 async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any] | Awaitable[dict[str, Any]]:
-    rid = None
+    rid, method, request_id = None, "(unknown)", uuid.uuid4().hex
     try:
-        if len(text.encode()) > gw.settings.max_frame_bytes:
+        if len(text.encode(errors="replace")) > gw.settings.max_frame_bytes:
             raise ApiError(41301, f"frame larger than {gw.settings.max_frame_bytes} bytes")
-        try:
-            frame = json.loads(text)
-        except ValueError:
-            raise ApiError(40002, "the frame is not JSON") from None
+        frame = payload.loads(text, gw.settings.max_json_depth, "frame")
         if not isinstance(frame, dict):
             raise ApiError(
                 40001, "invalid (frame): must be an object", {"field": "(frame)", "issue": "not an object"}
             )
-        rid = frame.get("id")
-        method, params = frame.get("method"), frame.get("params", {})
-        if not isinstance(method, str):
+        rid, params = frame.get("id"), frame.get("params", {})
+        if not isinstance(frame.get("method"), str):
             raise ApiError(40001, "invalid method: required", {"field": "method", "issue": "required"})
-        request_id = uuid.uuid4().hex
+        method = frame["method"]
         if method == "auth.login":
             if not isinstance(params, dict):
                 raise ApiError(40001, "invalid params: must be an object", {"field": "params"})
@@ -768,6 +824,7 @@ async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any] | A
             gw._forget(conn)
             conn.principal = who
             gw.connections.setdefault(who.account_id, set()).add(conn)
+            count(method, 0)
             return {
                 "id": rid,
                 "result": {"account_id": who.account_id, "permissions": sorted(who.permissions)},
@@ -778,27 +835,38 @@ async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any] | A
             )
         if conn.principal is None:
             raise ApiError(40100, "log in first (auth.login)", status=401)
-        if method == "subscribe" or method == "unsubscribe":
-            sub = parse(api.Subscription, params)
-            if sub.stream == "user":
-                conn.user_stream = method == "subscribe"
-                return {"id": rid, "result": {"stream": "user", "subscribed": conn.user_stream}}
-            if sub.symbol is None:
-                raise ApiError(
-                    40001,
-                    "invalid symbol: required for the market stream",
-                    {"field": "symbol", "issue": "required"},
-                )
-            if method == "subscribe":
-                return {"id": rid, "result": gw.subscribe_market(conn, sub.symbol)}
-            conn.markets.pop(sub.symbol, None)
-            gw.market_subscribers.get(sub.symbol, set()).discard(conn)
-            return {"id": rid, "result": {"stream": "market", "symbol": sub.symbol, "subscribed": False}}
         if method in PIPELINED:
-            return pipelined(rid, await PIPELINED[method](gw, conn.principal, params, request_id))
-        return {"id": rid, "result": await WS_METHODS[method](gw, conn.principal, params, request_id)}
+            pending = await PIPELINED[method](gw, conn.principal, params, request_id)
+            return pipelined(rid, method, request_id, pending)
+        if method == "subscribe" or method == "unsubscribe":
+            result = subscription(gw, conn, method, params)
+        else:
+            result = await WS_METHODS[method](gw, conn.principal, params, request_id)
+        count(method, 0)
+        return {"id": rid, "result": result}
     except ApiError as e:
-        return error_frame(rid, e)
+        return error_frame(rid, method, e)
+    except Exception as exc:  # the client hears what failed; the connection stays
+        return error_frame(rid, method, failed(method, exc, request_id))
+
+
+def subscription(gw: Gateway, conn: Connection, method: str, params: Any) -> dict[str, Any]:
+    """subscribe / unsubscribe: the user stream, or a symbol's market stream."""
+    sub = parse(api.Subscription, params)
+    if sub.stream == "user":
+        conn.user_stream = method == "subscribe"
+        return {"stream": "user", "subscribed": conn.user_stream}
+    if sub.symbol is None:
+        raise ApiError(
+            40001,
+            "invalid symbol: required for the market stream",
+            {"field": "symbol", "issue": "required"},
+        )
+    if method == "subscribe":
+        return gw.subscribe_market(conn, sub.symbol)
+    conn.markets.pop(sub.symbol, None)
+    gw.market_subscribers.get(sub.symbol, set()).discard(conn)
+    return {"stream": "market", "symbol": sub.symbol, "subscribed": False}
 
 
 def _read(
@@ -870,33 +938,36 @@ async def openapi(_: web.Request) -> web.Response:
 def build(settings: GatewaySettings | None = None) -> web.Application:
     """The gateway application, ready to run."""
     gw = Gateway(settings or GatewaySettings())
-    app = web.Application(client_max_size=gw.settings.max_frame_bytes, middlewares=[access_log])
+    app = web.Application(client_max_size=gw.settings.max_frame_bytes, middlewares=[access_log, json_errors])
     app[GATEWAY] = gw
     app.on_startup.append(gw.start)
     app.on_cleanup.append(gw.stop)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/api/v1/openapi.json", openapi)
-    app.router.add_post("/api/v1/orders", rest(Gateway.place, body=True))
-    app.router.add_post("/api/v1/baskets", rest(Gateway.place_basket, body=True))
+    app.router.add_post("/api/v1/orders", rest(Gateway.place, "order.place", body=True))
+    app.router.add_post("/api/v1/baskets", rest(Gateway.place_basket, "order.basket", body=True))
     app.router.add_get(
         ORDER_PATH,
-        rest(Gateway.get, body=False, path_param="order_id", with_request_id=False),
+        rest(Gateway.get, "order.get", body=False, path_param="order_id", with_request_id=False),
     )
-    app.router.add_delete(ORDER_PATH, rest(Gateway.cancel, body=False, path_param="order_id"))
-    app.router.add_patch(ORDER_PATH, rest(Gateway.replace, body=True, path_param="order_id"))
+    app.router.add_delete(ORDER_PATH, rest(Gateway.cancel, "order.cancel", body=False, path_param="order_id"))
+    app.router.add_patch(ORDER_PATH, rest(Gateway.replace, "order.replace", body=True, path_param="order_id"))
     app.router.add_post(
-        "/api/v1/admin/accounts", rest(Gateway.create_account, body=True, with_request_id=False)
+        "/api/v1/admin/accounts",
+        rest(Gateway.create_account, "admin.account", body=True, with_request_id=False),
     )
-    app.router.add_post("/api/v1/admin/deposits", rest(Gateway.deposit, body=True))
-    app.router.add_post("/api/v1/admin/kill-switch", rest(Gateway.kill_switch, body=True))
-    app.router.add_post("/api/v1/admin/withdrawals", rest(Gateway.withdraw, body=True))
-    for path, op in (
-        ("/api/v1/orders", Gateway.open_orders),
-        ("/api/v1/history", Gateway.history),
-        ("/api/v1/balances", Gateway.balances),
+    app.router.add_post("/api/v1/admin/deposits", rest(Gateway.deposit, "admin.deposit", body=True))
+    app.router.add_post(
+        "/api/v1/admin/kill-switch", rest(Gateway.kill_switch, "admin.kill_switch", body=True)
+    )
+    app.router.add_post("/api/v1/admin/withdrawals", rest(Gateway.withdraw, "admin.withdraw", body=True))
+    for path, op, name in (
+        ("/api/v1/orders", Gateway.open_orders, "orders.open"),
+        ("/api/v1/history", Gateway.history, "orders.history"),
+        ("/api/v1/balances", Gateway.balances, "balances.get"),
     ):
-        app.router.add_get(path, rest(op, body=False, query=True, with_request_id=False))
+        app.router.add_get(path, rest(op, name, body=False, query=True, with_request_id=False))
     app.router.add_get("/ws", websocket)
     return app
 

@@ -22,6 +22,7 @@ from cryptography.fernet import Fernet
 from orderstream.gateway.errors import ApiError
 
 PERMISSIONS = ("trade", "read", "admin")
+MAX_KEY_ID = 128
 
 
 def sign(secret: str, timestamp: str, method: str, path: str, body: bytes) -> str:
@@ -91,22 +92,27 @@ class Verifier:
 
     async def verify(
         self,
-        key_id: str | None,
-        timestamp: str | None,
-        signature: str | None,
+        key_id: Any,
+        timestamp: Any,
+        signature: Any,
         method: str,
         path: str,
         body: bytes,
     ) -> Principal:
-        if not key_id or not timestamp or not signature:
-            raise ApiError(40100, "missing X-OS-KEY, X-OS-TIMESTAMP or X-OS-SIGNATURE", status=401)
+        """The caller of a signed request; 401 with the reason otherwise (credentials come from a client: any
+        JSON value on the WebSocket, any header bytes on REST, which aiohttp decodes with surrogates)."""
+        if not all(isinstance(v, str) and v for v in (key_id, timestamp, signature)):
+            raise ApiError(40100, "missing X-OS-KEY, X-OS-TIMESTAMP or X-OS-SIGNATURE (strings)", status=401)
+        if not key_id.isascii() or len(key_id) > MAX_KEY_ID:
+            raise ApiError(40101, "unknown API key", status=401)
         found = await self.keys.lookup(key_id)
         if found is None:
             raise ApiError(40101, "unknown API key", status=401)
-        try:
-            ts = int(timestamp)
-        except ValueError:
-            raise ApiError(40103, "timestamp must be integer milliseconds", status=401) from None
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
+            raise ApiError(40103, "timestamp must be integer milliseconds", status=401)
+        ts = int(timestamp)
+        if not signature.isascii():
+            raise ApiError(40102, "bad signature", status=401)
         now_ms = time.time() * 1000
         if abs(now_ms - ts) > self.window_ms:
             raise ApiError(40103, f"timestamp outside the {self.window_ms} ms receive window", status=401)

@@ -31,5 +31,8 @@ class GatewaySettings(ServiceSettings):
     orders_per_s: float = Field(50.0, gt=0, description="Order rate per API key (token bucket refill).")
     orders_burst: int = Field(100, ge=1, description="Order burst per API key (token bucket size).")
     max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")
+    max_json_depth: int = Field(
+        32, ge=4, le=200, description="Deepest nesting of arrays and objects in a body or frame."
+    )
     ws_send_queue: int = Field(1000, ge=1, description="Messages queued per connection before it is dropped.")
     ws_heartbeat_s: float = Field(20.0, gt=0, description="WebSocket ping interval.")

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from orderstream.gateway.auth import sign
 
@@ -50,10 +51,12 @@ class GatewayClient:
     async def call(
         self, http: aiohttp.ClientSession, method: str, path: str, body: Any = None, raw: bytes | None = None
     ) -> tuple[int, Mapping[str, str], Any]:
-        """One signed REST request (the signature covers the path with its query): status, headers, JSON."""
+        """One signed REST request (the signature covers the path with its query as sent, percent-encoded):
+        status, headers, JSON."""
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
+        url = URL(self.base + path)
         async with http.request(
-            method, self.base + path, data=data, headers=self.headers(method, path, data)
+            method, url, data=data, headers=self.headers(method, url.raw_path_qs, data)
         ) as resp:
             return resp.status, resp.headers.copy(), await resp.json()
 
