@@ -18,7 +18,7 @@ from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, schema_ids
 from orderstream.common.record import Record
 from orderstream.common.records import ALL_RECORDS
-from orderstream.common.topics import create_topics
+from orderstream.common.topics import CATALOG, create_topics, dlq_name
 from tests.kafka_tools import Worker, free_port, produce, unique_prefix
 
 CODEC = AvroCodec(ALL_RECORDS, schema_ids(None))
@@ -31,9 +31,8 @@ WATCHED = (
     "basket.events",
     "md.trades",
     "md.depth",
-    "order.events.dlq",
-    "execution.reports.dlq",
 )
+DLQS = tuple(dlq_name(t.name) for t in CATALOG)  # every dead-letter topic: each must stay empty
 
 
 def instrument(symbol: str, venue: str = "INTERNAL", tick: str = "0.5", lot: str = "0.001") -> r.Instrument:
@@ -121,7 +120,7 @@ class Stack:
 
     async def _listen(self) -> None:
         consumer = AIOKafkaConsumer(
-            *[self.topic(t) for t in WATCHED],
+            *[self.topic(t) for t in WATCHED + DLQS],
             bootstrap_servers=self.bootstrap,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -248,6 +247,10 @@ class Stack:
             if isinstance(e, r.FillSettled):
                 total[e.asset] += e.fee
         return total
+
+    def dead_letters(self) -> dict[str, int]:
+        """Records in each dead-letter topic (none expected)."""
+        return {t: len(self.seen[t]) for t in DLQS if self.seen[t]}
 
     def double_settlements(self) -> list[str]:
         """Fills settled under two different event ids: must be none."""
