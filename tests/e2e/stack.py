@@ -78,6 +78,7 @@ class Stack:
                 f"ORDERSTREAM_{up}_WEB_PORT": str(self.ports[s]),
                 f"ORDERSTREAM_{up}_DATA_DIR": str(tmp / "faust"),
                 f"ORDERSTREAM_{up}_SESSION_TIMEOUT_S": "6",
+                f"ORDERSTREAM_{up}_INSTANCE_ID": f"{s}-0",  # static membership, as `make up` runs them
             }
         self.env.get("router", {}).update(router_env or {})
         for service, extra in (env or {}).items():

@@ -73,6 +73,11 @@ class ServiceSettings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     worker_id: str = Field("", description="Name of this worker in logs; defaults to host:pid.")
+    instance_id: str = Field(
+        "", description="Static group membership (Kafka's group.instance.id): a name for this worker, "
+        "stable across its restarts and unique in its service. A restarted worker then takes its "
+        "partitions back at once, instead of after the session timeout. Empty: dynamic membership.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -7,7 +7,9 @@
 2. Creates the catalog's topics with their partition counts, and publishes the instrument
    set of deploy/instruments.json to `ref.instruments`.
 3. Starts a supervisor (a detached process) that runs every service of deploy/local/Procfile
-   as its own process with its own log, and restarts one that dies.
+   as its own process with its own log, and restarts one that dies: at once, unless it dies
+   within CRASH_LOOP_S of its start (then with a backoff). Each worker joins its group with a
+   stable instance id (static membership), so a restarted one takes its partitions back at once.
 4. Waits until every service answers /healthz, then creates the demo accounts (alice, bob)
    with API keys and deposits through the gateway's admin API, and prints where it listens.
 
@@ -55,6 +57,7 @@ DEMO_ACCOUNTS = {
 }
 READY_TIMEOUT_S = 180.0
 STOP_GRACE_S = 20.0
+CRASH_LOOP_S = 10.0  # a service that dies sooner after its start is in a crash loop: back off
 
 
 def run_dir() -> Path:
@@ -94,6 +97,15 @@ class Child:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
+    started: float = 0.0
+    crashes_in_a_row: int = 0
+
+
+def child_env(service: str) -> dict[str, str]:
+    """A service's environment: static group membership under a stable name (one worker per
+    service here), so that a restarted worker takes its partitions back at once."""
+    name = f"ORDERSTREAM_{service.upper()}_INSTANCE_ID"
+    return {name: f"{service}-0", **os.environ}
 
 
 def supervise(folder: Path) -> int:
@@ -116,21 +128,21 @@ def supervise(folder: Path) -> int:
             now = time.monotonic()
             for c in children:
                 if c.proc is not None and c.proc.poll() is not None:
-                    delay = min(30.0, 2.0 ** min(c.restarts, 5))
+                    # at once after a run of a while; backoff only for a crash loop
+                    c.crashes_in_a_row = c.crashes_in_a_row + 1 if now - c.started < CRASH_LOOP_S else 0
+                    delay = min(30.0, 2.0 ** (c.crashes_in_a_row - 1)) if c.crashes_in_a_row else 0.0
                     say(f"{c.name} exited with {c.proc.returncode}; restarting in {delay:.0f}s")
                     c.proc, c.restarts, c.next_start = None, c.restarts + 1, now + delay
                 if c.proc is None and now >= c.next_start:
                     with open(logs / f"{c.name}.log", "ab") as log:
-                        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                        c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                                  env=child_env(c.name))
+                    c.started = now
                     say(f"started {c.name} (pid {c.proc.pid})")
-            state.write_text(
-                json.dumps(
-                    {
-                        c.name: {"pid": c.proc.pid if c.proc else None, "restarts": c.restarts}
-                        for c in children
-                    }
-                )
-            )
+            snapshot = {c.name: {"pid": c.proc.pid if c.proc else None, "restarts": c.restarts}
+                        for c in children}
+            state.with_suffix(".tmp").write_text(json.dumps(snapshot))
+            state.with_suffix(".tmp").replace(state)  # a reader never sees half of it
             time.sleep(0.5)
     finally:
         for c in children:
