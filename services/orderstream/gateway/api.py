@@ -120,6 +120,15 @@ class History(BaseModel):
     before: str | None = None
 
 
+class OpenOrders(BaseModel):
+    """orders.open / GET /api/v1/orders: the open orders by order id, paged with `after`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(500, ge=1, le=1000)
+    after: str | None = Field(None, min_length=1, max_length=80)
+
+
 class ReplaceOrder(BaseModel):
     """order.replace / PATCH /api/v1/orders/{order_id}: a new total quantity and/or limit price."""
 
@@ -213,6 +222,7 @@ class OrderView(Answer):
 
 class OrderList(Answer):
     orders: list[dict[str, Any]]
+    next: str | None = Field(description="Pass as `after` for the next page; null on the last.")
 
 
 class HistoryPage(Answer):
@@ -332,6 +342,9 @@ def openapi() -> dict[str, Any]:
         components.update(schema.pop("$defs", {}))
         return {"required": True, "content": {"application/json": {"schema": schema}}}
 
+    def query(*params: tuple[str, str]) -> list[dict[str, Any]]:
+        return [{"name": n, "in": "query", "required": False, "schema": {"type": t}} for n, t in params]
+
     signed = [
         {"name": n, "in": "header", "required": True, "schema": {"type": "string"}}
         for n in ("X-OS-KEY", "X-OS-TIMESTAMP", "X-OS-SIGNATURE")
@@ -364,8 +377,8 @@ def openapi() -> dict[str, Any]:
             "/api/v1/orders": {
                 "get": {
                     "operationId": "orders.open",
-                    "parameters": signed,
-                    "responses": {"401": error},
+                    "parameters": [*signed, *query(("limit", "integer"), ("after", "string"))],
+                    "responses": {"400": error, "401": error},
                 },
                 "post": {
                     "operationId": "order.place",
@@ -406,15 +419,8 @@ def openapi() -> dict[str, Any]:
                     "operationId": "orders.history",
                     "parameters": [
                         *signed,
-                        *(
-                            {"name": n, "in": "query", "required": False, "schema": {"type": t}}
-                            for n, t in (
-                                ("symbol", "string"),
-                                ("status", "string"),
-                                ("limit", "integer"),
-                                ("before", "string"),
-                            )
-                        ),
+                        *query(("symbol", "string"), ("status", "string"), ("limit", "integer"),
+                               ("before", "string")),
                     ],
                     "responses": {"400": error, "401": error},
                 }

@@ -29,7 +29,7 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ValidationError
 
-from orderstream.collector.history import order_history
+from orderstream.collector.history import balances, open_orders, order_history
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable, schema_ids
 from orderstream.common.logs import logging_config
@@ -247,13 +247,9 @@ class Gateway:
     @answers("orders.open")
     async def open_orders(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("read")
-        live = ["NEW", "ACCEPTED", "PARTIALLY_FILLED", "TRIGGERED", "REPLACED"]
-        docs = (
-            await self.db["trader_orders"]
-            .find({"account_id": who.account_id, "status": {"$in": live}})
-            .to_list(1000)
-        )
-        return {"orders": [jsonable(d) for d in docs]}
+        q = parse(api.OpenOrders, params)
+        page = await open_orders(self.db, who.account_id, limit=q.limit, after=q.after)
+        return {"orders": [jsonable(d) for d in page.orders], "next": page.next_cursor}
 
     @answers("orders.history")
     async def history(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
@@ -266,18 +262,9 @@ class Gateway:
 
     @answers("balances.get")
     async def balances(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
-        """Free and held per asset: the newest collateral event of each (collector's balance_history)."""
+        """Free and held per asset: the collector's `balances` documents (newest per-account sequence)."""
         who.require("read")
-        docs = (
-            await self.db["balance_history"]
-            .find({"account_id": who.account_id, "free": {"$exists": True}})
-            .sort("ts_ns", -1)
-            .to_list(5000)
-        )
-        out: dict[str, dict[str, str]] = {}
-        for d in docs:
-            out.setdefault(d["asset"], {"free": d["free"], "held": d["held"]})
-        return {"balances": out}
+        return {"balances": await balances(self.db, who.account_id)}
 
     async def _drop_slow(self, conn: Connection) -> None:
         self._forget(conn)
