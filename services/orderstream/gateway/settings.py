@@ -23,8 +23,12 @@ class GatewaySettings(ServiceSettings):
     admin_key_id: str | None = Field(None, description="Bootstrap admin API key id (with ADMIN_SECRET).")
     admin_secret: str | None = Field(None, description="Bootstrap admin API secret; never logged.")
     recv_window_ms: int = Field(5000, ge=100, description="How far a signed timestamp may be from now.")
-    orders_per_s: float = Field(50.0, gt=0, description="Order rate per API key (token bucket refill).")
-    orders_burst: int = Field(100, ge=1, description="Order burst per API key (token bucket size).")
+    orders_per_s: float = Field(
+        50.0, gt=0, description="Order rate per API key (token bucket refill), across all gateways."
+    )
+    orders_burst: int = Field(
+        100, ge=1, description="Order burst per API key (token bucket size), across all gateways."
+    )
     max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")
     ws_send_queue: int = Field(1000, ge=1, description="Messages queued per connection before it is dropped.")
     ws_heartbeat_s: float = Field(20.0, gt=0, description="WebSocket ping interval.")
