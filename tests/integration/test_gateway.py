@@ -52,20 +52,10 @@ async def gateway(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Asy
         "ORDERSTREAM_GATEWAY_MAX_FRAME_BYTES": "4096",
     }
     worker = Worker("orderstream.gateway", env, tmp / "gateway.log").start()
-    proc = worker.proc
-    assert proc is not None
     base = f"http://127.0.0.1:{port}"
     try:
+        await worker.wait_ready(base)
         async with aiohttp.ClientSession() as http:
-            for _ in range(120):
-                assert proc.poll() is None, (tmp / "gateway.log").read_text()
-                try:
-                    async with http.get(base + "/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.5)
             admin = Client(base, *ADMIN)
             keys = {}
             for account in ("A", "B"):
