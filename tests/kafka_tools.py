@@ -110,6 +110,21 @@ class Worker:
                 await asyncio.sleep(0.5)
         raise AssertionError(f"worker not healthy in {timeout}s:\n{self.tail()}")
 
+    async def wait_ready(self, base: str, timeout: float = 60.0) -> None:
+        """Until GET /healthz answers 200 (a process with no partitions of its own: the gateway)."""
+        deadline = time.monotonic() + timeout
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                assert self.proc is not None and self.proc.poll() is None, self.tail()
+                try:
+                    async with http.get(base + "/healthz") as resp:
+                        if resp.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.5)
+        raise AssertionError(f"not ready in {timeout}s:\n{self.tail()}")
+
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         if self.proc is None:
             return None

@@ -519,7 +519,8 @@ async def test_balances_open_orders_and_history_come_from_the_read_model(
 ) -> None:
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    from orderstream.collector.documents import balance_document, order_document
+    from orderstream.collector.documents import order_document
+    from orderstream.collector.store import write_batch
 
     a, b = gateway["A"], gateway["B"]
     db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]  # the collector's read model
@@ -532,6 +533,7 @@ async def test_balances_open_orders_and_history_come_from_the_read_model(
         amount=Decimal(10),
         free=Decimal(90),
         held=Decimal(10),
+        sequence=2,
     )
     dep = r.Deposited(
         event_id="d1",
@@ -544,8 +546,9 @@ async def test_balances_open_orders_and_history_come_from_the_read_model(
         source="bank",
         free=Decimal(100),
         held=Decimal(0),
+        sequence=1,
     )
-    await db["balance_history"].insert_many([balance_document(dep), balance_document(held)])
+    await write_batch(db, [held, dep])  # the collector's write path; the higher sequence wins
     report = r.ExecutionReport(
         event_id="e1",
         ts_event=5,
@@ -570,7 +573,7 @@ async def test_balances_open_orders_and_history_come_from_the_read_model(
         assert status == 200 and (Decimal(usd["free"]), Decimal(usd["held"])) == (90, 10)  # the newest event
         assert (await b.call(http, "GET", "/api/v1/balances"))[2]["balances"] == {}
         status, _, body = await a.call(http, "GET", "/api/v1/orders")
-        assert [o["order_id"] for o in body["orders"]] == ["o1"]
+        assert [o["order_id"] for o in body["orders"]] == ["o1"] and body["next"] is None
         assert (await b.call(http, "GET", "/api/v1/orders"))[2]["orders"] == []
         async with http.ws_connect(gateway["base"] + "/ws") as ws:
             await a.login(ws)

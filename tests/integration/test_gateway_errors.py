@@ -231,8 +231,9 @@ async def test_an_answer_failing_its_model_check_is_50000_and_the_connection_sta
 ) -> None:
     """A read-model document the answer model refuses (a balance that is a number, not a decimal string)."""
     db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]
-    await db["balance_history"].insert_one(
-        {"account_id": "B", "asset": "USD", "free": 5, "held": 0, "ts_ns": time.time_ns()}
+    await db["balances"].insert_one(
+        {"_id": "B|USD", "account_id": "B", "asset": "USD", "free": 5, "held": 0, "sequence": 1,
+         "ts_ns": time.time_ns()}
     )
     b: Client = gateway["B"]
     async with aiohttp.ClientSession() as http:

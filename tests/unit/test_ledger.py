@@ -384,3 +384,17 @@ def test_an_order_whose_settlement_would_leave_the_wire_decimal_is_refused() -> 
     assert events == [] and refusal is not None and refusal[0] == "BALANCE_LIMIT"
     events, refusal = a.hold_orders([submit("s2", "seller", "SELL", "1", "100")], INSTRUMENTS)
     assert refusal is None and events
+
+
+def test_balance_events_carry_the_accounts_sequence_without_gaps_across_a_reload() -> None:
+    """A settlement and its release share one timestamp; the sequence orders them (and every other
+    balance change of the account), also after the account is stored and loaded again."""
+    a = funded("A", USD="100000", BTC="1")
+    o = submit("o1", "A", "BUY", "1", "30000")
+    held, _ = a.hold_orders([o], INSTRUMENTS)
+    a = Account.from_doc("A", a.to_doc())
+    a.on_report(report(o, 1, "ACCEPTED", D(0), D(1)), BTC)
+    done = a.on_report(report(o, 2, "FILLED", D(1), D(0), (D(1), D(29000), "t1")), BTC)
+    assert [type(e).__name__ for e in done] == ["FillSettled", "FillSettled", "CollateralReleased"]
+    assert len({e.ts_event for e in done}) == 1
+    assert [e.sequence for e in [*held, *done]] == [3, 4, 5, 6] and a.sequence == 6

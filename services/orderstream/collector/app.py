@@ -1,5 +1,9 @@
 """The collector worker: execution.reports and collateral.events into MongoDB, in batches.
 
+Collections: `trader_orders` (latest state per order), `order_events` (every report),
+`balance_history` (every collateral event) and `balances` (each account's latest balance
+per asset, which the gateway serves).
+
 A batch is written (idempotently, store.py) before its records are acknowledged,
 so Kafka offsets are committed only for what MongoDB already holds; a crash
 loses nothing and a redelivery doubles nothing.
@@ -33,7 +37,7 @@ class Collector:
     def __init__(self, settings: CollectorSettings) -> None:
         self.db = mongo_database(settings)
         self.indexed = False
-        self.written = {"trader_orders": 0, "order_events": 0, "balance_history": 0}
+        self.written = {"trader_orders": 0, "order_events": 0, "balance_history": 0, "balances": 0}
         self.last_flush: float | None = None
         self.last_batch = 0
 
@@ -45,7 +49,7 @@ class Collector:
         out = await write_batch(self.db, [record for record, _ in batch])
         BATCH.observe(time.perf_counter() - t0)
         for name, n in (("trader_orders", out.orders), ("order_events", out.events),
-                        ("balance_history", out.balances)):
+                        ("balance_history", out.balances), ("balances", out.account_balances)):
             DOCS.labels(name).inc(n)
             self.written[name] += n
         TRACKED.inc(out.new_orders)

@@ -67,6 +67,33 @@ def balance_document(event: Record) -> dict[str, Any]:
     return doc
 
 
+def balance_key(account_id: str, asset: str) -> str:
+    """`_id` of an account's balance of one asset (`balances`); account ids never hold `|`."""
+    return f"{account_id}|{asset}"
+
+
+def balance_state_document(event: Record) -> dict[str, Any]:
+    """An account's balance of one asset after `event` (`balances`, _id = `<account>|<asset>`)."""
+    e: Any = event
+    return {"_id": balance_key(e.account_id, e.asset), "account_id": e.account_id, "asset": e.asset,
+            "free": plain(e.free), "held": plain(e.held), "sequence": e.sequence,
+            "ts": when(e.ts_event), "ts_ns": e.ts_event, "event_id": e.event_id}
+
+
+def latest_per_balance(events: list[Record]) -> list[Record]:
+    """Of the balance-changing events of a batch (in offset order), the newest per account and asset:
+    the highest per-account sequence; events from before the sequence (0) by time, the later of a tie."""
+    best: dict[str, Any] = {}
+    for e in events:
+        if not hasattr(e, "free"):
+            continue  # a refused withdrawal changes no balance
+        key = balance_key(e.account_id, e.asset)  # type: ignore[attr-defined]
+        cur = best.get(key)
+        if cur is None or (e.sequence, e.ts_event) >= (cur.sequence, cur.ts_event):  # type: ignore[attr-defined]
+            best[key] = e
+    return list(best.values())
+
+
 def latest_per_order(reports: list[r.ExecutionReport]) -> list[r.ExecutionReport]:
     """Of several reports for one order in a batch, the one with the highest sequence."""
     best: dict[str, r.ExecutionReport] = {}

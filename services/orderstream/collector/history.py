@@ -1,4 +1,5 @@
-"""The traders' order history, read-only, for the gateway: newest first, paged."""
+"""The traders' read model, read-only, for the gateway: order history (newest first, paged),
+open orders (paged) and balances."""
 
 from __future__ import annotations
 
@@ -8,10 +9,13 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from orderstream.collector.store import ORDERS
+from orderstream.collector.documents import balance_key
+from orderstream.collector.store import ACCOUNT_BALANCES, ORDERS
 
 MAX_PAGE = 500
 _NS_MAX = 2**63 - 1  # the cursor's time is a MongoDB 64-bit integer
+MAX_OPEN_PAGE = 1000
+LIVE = ("NEW", "ACCEPTED", "PARTIALLY_FILLED", "TRIGGERED", "REPLACED")
 
 
 @dataclass(frozen=True)
@@ -56,3 +60,24 @@ async def order_history(
     docs = docs[:limit]
     cursor = f"{docs[-1]['ts_ns']}:{docs[-1]['_id']}" if more and docs else None
     return Page(docs, cursor)
+
+
+async def open_orders(db: AsyncIOMotorDatabase[Any], account_id: str, *, limit: int = MAX_OPEN_PAGE,
+                      after: str | None = None) -> Page:
+    """The account's open orders by order id; `after` is the cursor of the previous page."""
+    if not 1 <= limit <= MAX_OPEN_PAGE:
+        raise ValueError(f"limit must be 1..{MAX_OPEN_PAGE}")
+    query: dict[str, Any] = {"account_id": account_id, "status": {"$in": list(LIVE)}}
+    if after is not None:
+        query["_id"] = {"$gt": after}
+    docs = await db[ORDERS].find(query).sort("_id", 1).limit(limit + 1).to_list(None)
+    more = len(docs) > limit
+    docs = docs[:limit]
+    return Page(docs, docs[-1]["_id"] if more else None)
+
+
+async def balances(db: AsyncIOMotorDatabase[Any], account_id: str) -> dict[str, dict[str, str]]:
+    """Free and held per asset, as the collector last stored them: an `_id` range, no scan."""
+    first = balance_key(account_id, "")
+    docs = db[ACCOUNT_BALANCES].find({"_id": {"$gte": first, "$lt": first[:-1] + "}"}})  # "}" follows "|"
+    return {d["asset"]: {"free": d["free"], "held": d["held"]} async for d in docs}

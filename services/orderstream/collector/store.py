@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
-from pymongo import ASCENDING, DESCENDING, InsertOne
+from pymongo import ASCENDING, DESCENDING, InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError
 
 from orderstream.collector.documents import (
     balance_document,
+    balance_state_document,
     event_document,
+    latest_per_balance,
     latest_per_order,
     order_document,
 )
@@ -20,6 +22,7 @@ from orderstream.common.record import Record
 
 DUPLICATE_KEY = 11000
 ORDERS, EVENTS, BALANCES = "trader_orders", "order_events", "balance_history"
+ACCOUNT_BALANCES = "balances"  # one document per account and asset, `_id` = `<account>|<asset>`
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Written:
     orders: int = 0
     events: int = 0
     balances: int = 0
+    account_balances: int = 0
     new_orders: int = 0
 
 
@@ -47,7 +51,8 @@ async def write_batch(db: AsyncIOMotorDatabase[Any], records: list[Record]) -> W
 
     `order_events` and `balance_history` are keyed by event id, so a repeat is a
     duplicate key and is skipped. `trader_orders` keeps one document per order, replaced
-    only by a higher per-order sequence (`_replace_newer`).
+    only by a higher per-order sequence (`_replace_newer`); `balances` one per account and
+    asset, replaced only by a higher per-account sequence (`_replace_newer_balances`).
     """
     reports = [x for x in records if isinstance(x, r.ExecutionReport)]
     others = [x for x in records if not isinstance(x, r.ExecutionReport)]
@@ -58,7 +63,28 @@ async def write_batch(db: AsyncIOMotorDatabase[Any], records: list[Record]) -> W
         out.orders, out.new_orders = await _replace_newer(db, latest)
     if others:
         out.balances = await _apply(db, BALANCES, [InsertOne(balance_document(x)) for x in others])
+        out.account_balances = await _replace_newer_balances(db, latest_per_balance(others))
     return out
+
+
+async def _replace_newer_balances(db: AsyncIOMotorDatabase[Any], events: list[Record]) -> int:
+    """Store each account's balance of an asset unless a newer one is stored: one conditional upsert
+    per document, in one unordered bulk. The filter matches only an older stored document, so for a
+    newer (or the same) one the upsert tries an insert, which fails as a duplicate key: a redelivered
+    or re-sent older event never overwrites a newer balance. The per-account sequence decides, not
+    the time (a settlement and its release share one) nor the Kafka offset (collateral sends a
+    redelivered command's events again, after newer ones). Unlike `_replace_newer`, a reader never
+    sees an asset missing. Events from before the sequence (0) compare by time, never over one with it.
+    """
+    ops = []
+    for e in events:
+        doc = balance_state_document(e)
+        newer: dict[str, Any] = (
+            {"sequence": {"$lt": doc["sequence"]}} if doc["sequence"]
+            else {"sequence": 0, "ts_ns": {"$lte": doc["ts_ns"]}}
+        )
+        ops.append(ReplaceOne({"_id": doc["_id"], **newer}, doc, upsert=True))
+    return await _apply(db, ACCOUNT_BALANCES, ops) if ops else 0
 
 
 async def _replace_newer(db: AsyncIOMotorDatabase[Any], docs: list[dict[str, Any]]) -> tuple[int, int]:
@@ -92,5 +118,6 @@ async def _apply(db: AsyncIOMotorDatabase[Any], collection: str, ops: list[Any])
         unexpected = [e for e in exc.details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
         if unexpected:
             raise
-        return int(exc.details.get("nInserted", 0) + exc.details.get("nModified", 0))
-    return int(result.inserted_count + result.modified_count)
+        details = exc.details
+        return int(details.get("nInserted", 0) + details.get("nModified", 0) + details.get("nUpserted", 0))
+    return int(result.inserted_count + result.modified_count + result.upserted_count)

@@ -121,6 +121,7 @@ class CollateralHeld(Record):
     amount: Dec38_18 = Field(description='Amount held.')
     free: Dec38_18 = Field(description='Free balance after the change.')
     held: Dec38_18 = Field(description='Held balance after the change.')
+    sequence: int = Field(default=0, description='Per-account sequence of the balance-changing collateral events, from 1, without gaps; 0 in events written before it existed.')
 
 
 class CollateralReleased(Record):
@@ -136,6 +137,7 @@ class CollateralReleased(Record):
     reason: str = Field(description='CANCELED, REJECTED, EXPIRED, FILLED_REMAINDER, REPLACED.')
     free: Dec38_18 = Field(description='Free balance after the change.')
     held: Dec38_18 = Field(description='Held balance after the change.')
+    sequence: int = Field(default=0, description='Per-account sequence of the balance-changing collateral events, from 1, without gaps; 0 in events written before it existed.')
 
 
 class Deposit(Record):
@@ -164,6 +166,7 @@ class Deposited(Record):
     source: str = Field(description='Where it came from.')
     free: Dec38_18 = Field(description='Free balance after the change.')
     held: Dec38_18 = Field(description='Held balance after the change.')
+    sequence: int = Field(default=0, description='Per-account sequence of the balance-changing collateral events, from 1, without gaps; 0 in events written before it existed.')
 
 
 class FillSettled(Record):
@@ -180,6 +183,7 @@ class FillSettled(Record):
     fee: Dec38_18 = Field(description='Fee charged in this asset (0 if none).')
     free: Dec38_18 = Field(description='Free balance after the change.')
     held: Dec38_18 = Field(description='Held balance after the change.')
+    sequence: int = Field(default=0, description='Per-account sequence of the balance-changing collateral events, from 1, without gaps; 0 in events written before it existed.')
 
 
 class Withdraw(Record):
@@ -221,6 +225,7 @@ class Withdrawn(Record):
     destination: str = Field(description='Where it goes.')
     free: Dec38_18 = Field(description='Free balance after the change.')
     held: Dec38_18 = Field(description='Held balance after the change.')
+    sequence: int = Field(default=0, description='Per-account sequence of the balance-changing collateral events, from 1, without gaps; 0 in events written before it existed.')
 
 
 class ExecutionReport(Record):

@@ -150,6 +150,15 @@ class History(BaseModel):
         return before
 
 
+class OpenOrders(BaseModel):
+    """orders.open / GET /api/v1/orders: the open orders by order id, paged with `after`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(500, ge=1, le=1000)
+    after: str | None = Field(None, min_length=1, max_length=80)
+
+
 class ReplaceOrder(BaseModel):
     """order.replace / PATCH /api/v1/orders/{order_id}: a new total quantity and/or limit price."""
 
@@ -243,6 +252,7 @@ class OrderView(Answer):
 
 class OrderList(Answer):
     orders: list[dict[str, Any]]
+    next: str | None = Field(description="Pass as `after` for the next page; null on the last.")
 
 
 class HistoryPage(Answer):
@@ -355,7 +365,7 @@ def check_basket(b: PlaceBasket, instruments: Any) -> None:
 # The operations of the REST API: (path, HTTP method, operation id, request body model, what it may refuse
 # beyond what every operation may: 401, 403, 413, 500, 503).
 OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]], ...] = (
-    ("/api/v1/orders", "get", "orders.open", None, ()),
+    ("/api/v1/orders", "get", "orders.open", None, ("400",)),
     ("/api/v1/orders", "post", "order.place", PlaceOrder, ("400", "429")),
     ("/api/v1/orders/{order_id}", "get", "order.get", None, ("400", "404")),
     ("/api/v1/orders/{order_id}", "patch", "order.replace", ReplaceOrder, ("400", "404", "409")),
@@ -406,18 +416,19 @@ def openapi() -> dict[str, Any]:
         "required": True,
         "schema": schema_of(CancelOrder)["properties"]["order_id"],
     }
-    history = schema_of(History)["properties"]
-    query = [
-        {"name": name, "in": "query", "required": False, "schema": _not_null(field)}
-        for name, field in history.items()
-    ]
+    queries = {
+        op_id: [
+            {"name": name, "in": "query", "required": False, "schema": _not_null(field)}
+            for name, field in schema_of(model)["properties"].items()
+        ]
+        for op_id, model in (("orders.history", History), ("orders.open", OpenOrders))
+    }
     paths: dict[str, dict[str, Any]] = {}
     for path, method, op_id, body, refusals in OPERATIONS:
         parameters = [*signed]
         if "{order_id}" in path:
             parameters.append(order_id)
-        if op_id == "orders.history":
-            parameters.extend(query)
+        parameters.extend(queries.get(op_id, []))
         answer = RESPONSES[op_id]
         responses = {
             "200": {

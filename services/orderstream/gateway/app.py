@@ -31,16 +31,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
-from orderstream.collector.history import order_history
+from orderstream.collector.history import balances, open_orders, order_history
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable, schema_ids
 from orderstream.common.logs import logging_config
 from orderstream.common.mirror import Mirror
 from orderstream.common.records import ALL_RECORDS
 from orderstream.gateway import api, payload
-from orderstream.gateway.auth import Keys, Principal, Verifier
+from orderstream.gateway.auth import Keys, Principal, Replays, Verifier
 from orderstream.gateway.errors import ApiError, validation_error
-from orderstream.gateway.ratelimit import Buckets
+from orderstream.gateway.ratelimit import SharedBuckets
 from orderstream.gateway.settings import GatewaySettings
 from orderstream.gateway.submitter import Item, Submitter
 
@@ -104,8 +104,10 @@ class Gateway:
         self.codec = AvroCodec(ALL_RECORDS, schema_ids(settings.schema_registry_url))
         self.db: Any = AsyncIOMotorClient(settings.mongo_url, tz_aware=True)[settings.mongo_database]
         self.keys = Keys(self.db, self._fernet_key())
-        self.verifier = Verifier(self.keys, settings.recv_window_ms)
-        self.buckets = Buckets(settings.orders_per_s, settings.orders_burst)
+        self.verifier = Verifier(self.keys, settings.recv_window_ms, Replays(self.db["gateway_signatures"]))
+        self.buckets = SharedBuckets(
+            self.db["gateway_rate_limits"], settings.orders_per_s, settings.orders_burst
+        )
         self.instruments = Mirror.standalone(settings, self.codec, MIRRORED[0], r.Instrument)
         self.depth = Mirror.standalone(settings, self.codec, MIRRORED[1], r.DepthSnapshot)
         self.market_subscribers: dict[str, set[Connection]] = {}
@@ -136,6 +138,7 @@ class Gateway:
 
     async def start(self, _: web.Application) -> None:
         await self.orders.create_index([("order_id", 1)], unique=True)
+        await self.db["gateway_signatures"].create_index([("expires", 1)])
         if self.settings.admin_key_id and self.settings.admin_secret:
             await self.keys.put_key(
                 self.settings.admin_key_id, self.settings.admin_secret, "admin", ["admin", "read", "trade"]
@@ -153,6 +156,7 @@ class Gateway:
             loop.create_task(self._reports()),
             loop.create_task(self._market_data()),
             loop.create_task(self.submitter.run()),
+            loop.create_task(self._forget_signatures()),
         ]
 
     async def stop(self, _: web.Application) -> None:
@@ -160,6 +164,15 @@ class Gateway:
             task.cancel()
         if self.producer is not None:
             await self.producer.stop()
+
+    async def _forget_signatures(self) -> None:
+        """Every gateway drops expired signatures now and then (FerretDB has no TTL index)."""
+        while True:
+            await asyncio.sleep(SIGNATURE_SWEEP_S)
+            try:
+                await self.verifier.forget_expired()
+            except PyMongoError as exc:  # the next sweep takes them
+                log.warning("expired signatures not dropped", extra={"error": str(exc)})
 
     async def _reports(self) -> None:
         """Execution reports, balance changes and basket outcomes, to their owner's user streams.
@@ -254,13 +267,9 @@ class Gateway:
     @answers("orders.open")
     async def open_orders(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
         who.require("read")
-        live = ["NEW", "ACCEPTED", "PARTIALLY_FILLED", "TRIGGERED", "REPLACED"]
-        docs = (
-            await self.db["trader_orders"]
-            .find({"account_id": who.account_id, "status": {"$in": live}})
-            .to_list(1000)
-        )
-        return {"orders": [jsonable(d) for d in docs]}
+        q = parse(api.OpenOrders, params)
+        page = await open_orders(self.db, who.account_id, limit=q.limit, after=q.after)
+        return {"orders": [jsonable(d) for d in page.orders], "next": page.next_cursor}
 
     @answers("orders.history")
     async def history(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
@@ -273,18 +282,9 @@ class Gateway:
 
     @answers("balances.get")
     async def balances(self, who: Principal, params: dict[str, Any]) -> dict[str, Any]:
-        """Free and held per asset: the newest collateral event of each (collector's balance_history)."""
+        """Free and held per asset: the collector's `balances` documents (newest per-account sequence)."""
         who.require("read")
-        docs = (
-            await self.db["balance_history"]
-            .find({"account_id": who.account_id, "free": {"$exists": True}})
-            .sort("ts_ns", -1)
-            .to_list(5000)
-        )
-        out: dict[str, dict[str, str]] = {}
-        for d in docs:
-            out.setdefault(d["asset"], {"free": d["free"], "held": d["held"]})
-        return {"balances": out}
+        return {"balances": await balances(self.db, who.account_id)}
 
     async def _drop_slow(self, conn: Connection) -> None:
         self._forget(conn)
@@ -337,7 +337,7 @@ class Gateway:
     ) -> Awaitable[dict[str, Any]]:
         """Validate and queue an order now (in request order); the awaitable answers once it is sent."""
         who.require("trade")
-        self.take_order_token(who)
+        await self.take_order_token(who)
         o = parse(api.PlaceOrder, params)
         await self.instruments_ready()
         api.check_instrument(o, self.instruments.get(o.symbol))
@@ -350,15 +350,15 @@ class Gateway:
         self, who: Principal, params: dict[str, Any], request_id: str
     ) -> Awaitable[dict[str, Any]]:
         who.require("trade")
-        self.take_order_token(who)
+        await self.take_order_token(who)
         b = parse(api.PlaceBasket, params)
         await self.instruments_ready()
         api.check_basket(b, self.instruments)
         legs = [leg.symbol for leg in b.legs]
         return self.submit(who, BASKET, request_id, r.SubmitBasket, b.model_dump(), legs=legs)
 
-    def take_order_token(self, who: Principal) -> None:
-        retry = self.buckets.take(who.key_id)
+    async def take_order_token(self, who: Principal) -> None:
+        retry = await self.buckets.take(who.key_id)
         if retry:
             raise ApiError(
                 42901,
@@ -907,6 +907,7 @@ PIPELINED: dict[str, Callable[..., Awaitable[Awaitable[dict[str, Any]]]]] = {
     "order.place": Gateway.place_pending,
     "order.basket": Gateway.place_basket_pending,
 }
+SIGNATURE_SWEEP_S = 60.0
 PIPELINE_DEPTH = 256  # orders of one connection queued for the broker before its frames wait
 KNOWN_METHODS = frozenset({"auth.login", "subscribe", "unsubscribe", *WS_METHODS})
 

@@ -6,6 +6,12 @@ server needs the secret itself to check an HMAC, so a hash would not do.
 A request is signed with HMAC-SHA256 over `timestamp + METHOD + path + body`;
 the timestamp must be within the receive window, and a signature is accepted
 once (a replay inside the window is refused). Secrets are never logged.
+
+Signatures seen are kept in MongoDB (`gateway_signatures`, `_id` = signature), shared by
+every gateway process and kept across restarts: the first insert of a signature wins, a
+duplicate key is a replay. Each is kept until its own timestamp has left the window (a
+request signed ahead of the clock may come back that much later), and one window more
+for the clocks of other gateways; nothing else bounds the collection.
 """
 
 from __future__ import annotations
@@ -14,11 +20,15 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import Fernet
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from orderstream.gateway.batching import Coalescer
 from orderstream.gateway.errors import ApiError
 
 PERMISSIONS = ("trade", "read", "admin")
@@ -52,9 +62,9 @@ class Keys:
         self._cache: dict[str, tuple[str, frozenset[str], str]] = {}
 
     async def create_account(self, account_id: str) -> None:
-        await self.accounts.update_one(
+        await _upsert(lambda: self.accounts.update_one(
             {"_id": account_id}, {"$setOnInsert": {"created": time.time()}}, upsert=True
-        )
+        ))
 
     async def put_key(self, key_id: str, secret: str, account_id: str, permissions: list[str]) -> None:
         await self.create_account(account_id)
@@ -63,7 +73,7 @@ class Keys:
             "permissions": sorted(permissions),
             "secret_enc": self.fernet.encrypt(secret.encode()).decode(),
         }
-        await self.keys.replace_one({"_id": key_id}, {"_id": key_id, **doc}, upsert=True)
+        await _upsert(lambda: self.keys.replace_one({"_id": key_id}, {"_id": key_id, **doc}, upsert=True))
         self._cache.pop(key_id, None)
 
     async def create_key(self, account_id: str, permissions: list[str]) -> tuple[str, str]:
@@ -82,13 +92,43 @@ class Keys:
         return self._cache[key_id]
 
 
+DUPLICATE_KEY = 11000
+
+
+class Replays:
+    """Signatures seen by any gateway (`gateway_signatures`); those asked together go in one insert."""
+
+    def __init__(self, collection: Any) -> None:
+        self.collection = collection
+        self._inserts: Coalescer[tuple[str, datetime], bool] = Coalescer(self._insert)
+
+    async def first_use(self, signature: str, keep_until_ms: int) -> bool:
+        """Remember the signature until `keep_until_ms`; False when it was already remembered."""
+        return await self._inserts.submit((signature, datetime.fromtimestamp(keep_until_ms / 1000, UTC)))
+
+    async def _insert(self, items: list[tuple[str, datetime]]) -> list[bool]:
+        try:
+            await self.collection.insert_many([{"_id": s, "expires": e} for s, e in items], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            seen = {e["index"] for e in errors}
+            return [i not in seen for i in range(len(items))]
+        return [True] * len(items)
+
+    async def forget(self, before_ms: float) -> None:
+        """Drop the signatures to keep until before `before_ms`."""
+        await self.collection.delete_many({"expires": {"$lt": datetime.fromtimestamp(before_ms / 1000, UTC)}})
+
+
 class Verifier:
     """Checks a signed request: known key, fresh timestamp, right signature, not seen before."""
 
-    def __init__(self, keys: Keys, window_ms: int) -> None:
+    def __init__(self, keys: Keys, window_ms: int, replays: Replays) -> None:
         self.keys = keys
         self.window_ms = window_ms
-        self._seen: dict[str, float] = {}
+        self.replays = replays
 
     async def verify(
         self,
@@ -119,12 +159,20 @@ class Verifier:
         account_id, permissions, secret = found
         if not hmac.compare_digest(sign(secret, timestamp, method, path, body), signature):
             raise ApiError(40102, "bad signature", status=401)
-        self._forget_old(now_ms)
-        if signature in self._seen:
+        if not await self.replays.first_use(signature, ts + self.window_ms):
             raise ApiError(40104, "replayed request", status=401)
-        self._seen[signature] = now_ms + self.window_ms
         return Principal(key_id, account_id, permissions)
 
-    def _forget_old(self, now_ms: float) -> None:
-        if len(self._seen) > 10_000:
-            self._seen = {s: t for s, t in self._seen.items() if t > now_ms}
+    async def forget_expired(self) -> None:
+        """Drop signatures whose timestamp left the window one window ago (room for clock skew)."""
+        await self.replays.forget(time.time() * 1000 - self.window_ms)
+
+
+async def _upsert(write: Callable[[], Awaitable[Any]]) -> None:
+    """An upsert, once more if another gateway inserted the same `_id` at the same moment (two
+    concurrent upserts can both try to insert: the loser gets a duplicate key, and its retry
+    finds the document and updates it)."""
+    try:
+        await write()
+    except DuplicateKeyError:
+        await write()

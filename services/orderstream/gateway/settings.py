@@ -28,8 +28,12 @@ class GatewaySettings(ServiceSettings):
         "once (in case the first send failed); an older one only if the order history lacks the order. "
         "Keep it well below collateral's ORDERSTREAM_COLLATERAL_ORDER_MEMORY_S."
     )
-    orders_per_s: float = Field(50.0, gt=0, description="Order rate per API key (token bucket refill).")
-    orders_burst: int = Field(100, ge=1, description="Order burst per API key (token bucket size).")
+    orders_per_s: float = Field(
+        50.0, gt=0, description="Order rate per API key (token bucket refill), across all gateways."
+    )
+    orders_burst: int = Field(
+        100, ge=1, description="Order burst per API key (token bucket size), across all gateways."
+    )
     max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")
     max_json_depth: int = Field(
         32, ge=4, le=200, description="Deepest nesting of arrays and objects in a body or frame."

@@ -98,6 +98,7 @@ class Account:
     lots: dict[str, list[Lot]] = field(default_factory=dict)
     fees: dict[str, Decimal] = field(default_factory=dict)
     lot_counter: int = 0
+    sequence: int = 0  # of the last balance-changing event: readers keep the newest per asset by it
 
     # -- decisions ------------------------------------------------------------
 
@@ -120,6 +121,7 @@ class Account:
                     source=cmd.source,
                     free=self._free(cmd.asset) + cmd.amount,
                     held=self._held(cmd.asset),
+                    sequence=self.sequence + 1,
                 )
             ]
         )
@@ -147,6 +149,7 @@ class Account:
                     destination=cmd.destination,
                     free=self._free(cmd.asset) - cmd.amount,
                     held=self._held(cmd.asset),
+                    sequence=self.sequence + 1,
                 )
             ]
         )
@@ -257,6 +260,7 @@ class Account:
                         reason=reason,
                         free=self._free(hold.asset) + hold.amount - keep,
                         held=self._held(hold.asset) - hold.amount + keep,
+                        sequence=self.sequence + 1,
                     )
                 ]
             )
@@ -296,6 +300,7 @@ class Account:
                         fee=leg_fee,
                         free=free,
                         held=held,
+                        sequence=self.sequence + 1,
                     )
                 ]
             )
@@ -310,6 +315,12 @@ class Account:
 
     def evolve(self, e: CollateralEvent) -> None:
         """Apply one event; the only mutation of balances, holds and lots."""
+        if isinstance(e, r.WithdrawalRejected):
+            return  # changes nothing
+        if e.sequence != self.sequence + 1:
+            raise LedgerError(f"{self.account_id}: event {e.event_id} has sequence {e.sequence}, "
+                              f"expected {self.sequence + 1}")
+        self.sequence = e.sequence
         if isinstance(e, r.Deposited):
             self._add(self.free, e.asset, e.amount)
             self.lot_counter += 1
@@ -388,6 +399,7 @@ class Account:
             amount=amount,
             free=self._free(asset) - amount,
             held=self._held(asset) + amount,
+            sequence=self.sequence + 1,
         )
 
     def _withdraw_rejected(
@@ -418,6 +430,7 @@ class Account:
             },
             "fees": {a: str(v) for a, v in self.fees.items()},
             "lot_counter": self.lot_counter,
+            "sequence": self.sequence,
         }
 
     @classmethod
@@ -432,6 +445,7 @@ class Account:
             {a: [Lot(x[0], Decimal(x[1]), x[2], x[3]) for x in lots] for a, lots in d["lots"].items()},
             {a: Decimal(v) for a, v in d["fees"].items()},
             d["lot_counter"],
+            d.get("sequence", 0),  # accounts stored before events carried a sequence start at 0
         )
 
 
