@@ -105,9 +105,8 @@ class Gateway:
         self.db: Any = AsyncIOMotorClient(settings.mongo_url, tz_aware=True)[settings.mongo_database]
         self.keys = Keys(self.db, self._fernet_key())
         self.verifier = Verifier(self.keys, settings.recv_window_ms, Replays(self.db["gateway_signatures"]))
-        self.buckets = SharedBuckets(
-            self.db["gateway_rate_limits"], settings.orders_per_s, settings.orders_burst
-        )
+        self.buckets = SharedBuckets(self.db["gateway_rate_limits"], settings.orders_per_s,
+                                     settings.orders_burst, settings.orders_lease)
         self.instruments = Mirror.standalone(settings, self.codec, MIRRORED[0], r.Instrument)
         self.depth = Mirror.standalone(settings, self.codec, MIRRORED[1], r.DepthSnapshot)
         self.market_subscribers: dict[str, set[Connection]] = {}
@@ -166,13 +165,15 @@ class Gateway:
             await self.producer.stop()
 
     async def _forget_signatures(self) -> None:
-        """Every gateway drops expired signatures now and then (FerretDB has no TTL index)."""
+        """Every gateway drops expired signatures and rate-limit claims now and then (FerretDB has
+        no TTL index)."""
         while True:
             await asyncio.sleep(SIGNATURE_SWEEP_S)
             try:
                 await self.verifier.forget_expired()
+                await self.buckets.forget_expired()
             except PyMongoError as exc:  # the next sweep takes them
-                log.warning("expired signatures not dropped", extra={"error": str(exc)})
+                log.warning("expired signatures or claims not dropped", extra={"error": str(exc)})
 
     async def _reports(self) -> None:
         """Execution reports, balance changes and basket outcomes, to their owner's user streams.

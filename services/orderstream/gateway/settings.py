@@ -34,6 +34,10 @@ class GatewaySettings(ServiceSettings):
     orders_burst: int = Field(
         100, ge=1, description="Order burst per API key (token bucket size), across all gateways."
     )
+    orders_lease: int = Field(
+        16, ge=0, description="Order tokens a gateway takes ahead per key (at most a tenth of the burst), "
+        "so an order does not wait for MongoDB; 0: every order takes its token from MongoDB."
+    )
     max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")
     max_json_depth: int = Field(
         32, ge=4, le=200, description="Deepest nesting of arrays and objects in a body or frame."
