@@ -184,3 +184,59 @@ async def test_the_demo_runs_and_its_end_state_checks_pass(platform: dict[str, A
     )
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert "end-state checks passed" in demo.stdout and " fills" in demo.stdout
+
+
+async def test_a_gateway_killed_mid_stream_loses_no_order_and_places_none_twice(
+    platform: dict[str, Any],
+) -> None:
+    """REST orders go in while the gateway is killed (kill -9) and restarted by the supervisor; a
+    client retries each order whose answer it lost with the same client_order_id. Every order ends
+    placed exactly once: one answer per client_order_id, one first report per order."""
+    alice = client(platform, "alice")
+    run = uuid.uuid4().hex[:6]
+    answers: dict[str, dict[str, Any]] = {}
+
+    async def place(http: aiohttp.ClientSession, cid: str) -> None:
+        body = {"client_order_id": cid, "symbol": "BTC-USD", "side": "BUY", "quantity": "0.001",
+                "price": "1000"}
+        for _ in range(600):  # until the answer comes: refused connections while the gateway is down
+            try:
+                status, _, answer = await alice.call(http, "POST", "/api/v1/orders", body)
+                if status == 200:
+                    answers[cid] = answer
+                    return
+                assert status in (429, 503), answer  # busy or not confirmed: send it again
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{cid} never answered")
+
+    cids = [f"gk{run}-{i}" for i in range(40)]
+    async with aiohttp.ClientSession() as http:
+
+        async def held() -> D:
+            return D((await alice.ok(http, "GET", "/api/v1/balances"))["balances"]["USD"]["held"])
+
+        held_before = await held()
+        pid = json.loads((platform["run"] / "services.json").read_text())["gateway"]["pid"]
+        first = [asyncio.create_task(place(http, cid)) for cid in cids[:20]]
+        await asyncio.sleep(0.05)
+        os.kill(pid, 9)  # some of the first 20 are in flight
+        await asyncio.gather(*first, *(place(http, cid) for cid in cids[20:]))
+        order_ids = {answers[cid]["order_id"] for cid in cids}
+        assert len(order_ids) == len(cids)
+        for oid in order_ids:  # each order is known, and resting
+            for _ in range(120):
+                got = await alice.ok(http, "GET", f"/api/v1/orders/{oid}")
+                if got["state"] is not None:
+                    break
+                await asyncio.sleep(0.5)
+            assert got["state"] is not None and got["state"]["status"] == "ACCEPTED", got
+        # one hold per order (0.001 x 1000 plus the 0.2% fee): none placed twice
+        for _ in range(60):
+            if await held() == held_before + len(cids) * D("1.002"):
+                break
+            await asyncio.sleep(0.5)
+        assert await held() == held_before + len(cids) * D("1.002")
+        for oid in order_ids:
+            await alice.ok(http, "DELETE", f"/api/v1/orders/{oid}")
