@@ -41,6 +41,8 @@ async def running_gateway(
         "ORDERSTREAM_GATEWAY_MONGO_DATABASE": database,
         "ORDERSTREAM_GATEWAY_ADMIN_KEY_ID": ADMIN[0],
         "ORDERSTREAM_GATEWAY_ADMIN_SECRET": ADMIN[1],
+        # no order path runs behind it: no report ever comes back, so no backpressure unless asked
+        "ORDERSTREAM_GATEWAY_MAX_ORDERS_IN_FLIGHT": "1000000",
         **env,
     }
     worker = Worker("orderstream.gateway", settings, tmp / "gateway.log").start()

@@ -389,7 +389,8 @@ ERROR_STATUSES = {
     "429": "order rate limit (42901), with Retry-After",
     "500": "internal error (50000), logged with the request id in details",
     "503": "an order not confirmed: send it again with the same client_order_id (50001); MongoDB or Kafka "
-    "did not answer (50002)",
+    "did not answer (50002); busy: too many orders in the order path, send it again after Retry-After "
+    "(50302)",
 }
 EVERY_OPERATION = ("401", "403", "413", "500", "503")
 

@@ -40,6 +40,7 @@ from orderstream.common.records import ALL_RECORDS
 from orderstream.gateway import api, payload
 from orderstream.gateway.auth import Keys, Principal, Replays, Verifier
 from orderstream.gateway.errors import ApiError, validation_error
+from orderstream.gateway.inflight import InFlight
 from orderstream.gateway.ratelimit import SharedBuckets
 from orderstream.gateway.settings import GatewaySettings
 from orderstream.gateway.submitter import Item, Submitter
@@ -107,6 +108,7 @@ class Gateway:
         self.verifier = Verifier(self.keys, settings.recv_window_ms, Replays(self.db["gateway_signatures"]))
         self.buckets = SharedBuckets(self.db["gateway_rate_limits"], settings.orders_per_s,
                                      settings.orders_burst, settings.orders_lease)
+        self.outstanding = InFlight(settings.max_orders_in_flight, settings.in_flight_expire_s)
         self.instruments = Mirror.standalone(settings, self.codec, MIRRORED[0], r.Instrument)
         self.depth = Mirror.standalone(settings, self.codec, MIRRORED[1], r.DepthSnapshot)
         self.market_subscribers: dict[str, set[Connection]] = {}
@@ -187,6 +189,7 @@ class Gateway:
             auto_offset_reset="latest",
             enable_auto_commit=False,
         )
+        reports = self.settings.topic("execution.reports")
         await consumer.start()
         try:
             while True:
@@ -194,17 +197,22 @@ class Gateway:
                     for msg in batch:
                         account = msg.key.decode(errors="replace") if msg.key is not None else ""
                         listeners = [c for c in self.connections.get(account, ()) if c.user_stream]
+                        waiting = msg.topic == reports and account in self.outstanding.by_account
+                        if not listeners and not waiting:
+                            continue
+                        try:
+                            event = self.codec.decode(msg.value)
+                        except (DecodeError, RegistryUnavailable) as exc:  # dead-lettered or retried there
+                            log.warning("a user-stream record was not pushed", extra={"error": str(exc)})
+                            continue
+                        if waiting and isinstance(event, r.ExecutionReport) and event.sequence == 1:
+                            self.outstanding.reported(account, event.order_id)
                         if listeners:
-                            await self._push_user(msg.value, listeners)
+                            await self._push_user(event, listeners)
         finally:
             await consumer.stop()
 
-    async def _push_user(self, value: bytes | None, listeners: list[Connection]) -> None:
-        try:
-            event = self.codec.decode(value)
-        except (DecodeError, RegistryUnavailable) as exc:  # its consumers dead-letter or retry it
-            log.warning("a user-stream record was not pushed", extra={"error": str(exc)})
-            return
+    async def _push_user(self, event: Any, listeners: list[Connection]) -> None:
         kind = USER_EVENT_TYPES.get(type(event).__name__) or _snake(type(event).__name__)
         frame = json.dumps({"stream": "user", "type": kind, "data": event.model_dump(mode="json")})
         for conn in listeners:
@@ -382,7 +390,17 @@ class Gateway:
         fields: dict[str, Any],
         **extra: Any,
     ) -> Awaitable[dict[str, Any]]:
-        """Queue the command once per (account, client_order_id); a repeat gets the original order id."""
+        """Queue the command once per (account, client_order_id); a repeat gets the original order id.
+
+        While too many of this gateway's orders are out in the order path, refuse it (50302)."""
+        if self.outstanding.busy():
+            raise ApiError(
+                50302,
+                f"busy: {self.outstanding.count} orders are in the order path; send it again shortly",
+                {"in_flight": self.outstanding.count},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         client_order_id = fields["client_order_id"]
         order_id = f"{symbol}-{uuid.uuid4().hex[:16]}"
         doc = {
@@ -401,10 +419,19 @@ class Gateway:
             order_id=order_id,
             **fields,
         )
+        ids = [f"{order_id}/{i}" for i in range(len(extra["legs"]))] if "legs" in extra else [order_id]
+        self.outstanding.sent(who.account_id, ids)  # before the send: its report may come at once
         sent = self.enqueue("order.commands", who.account_id, command, request_id, doc)
 
         async def answer() -> dict[str, Any]:
-            result = await sent
+            new = False
+            try:
+                result = await sent
+                new = not result["duplicate"]
+            finally:
+                if not new:  # not sent, or sent before under the original's order id
+                    for i in ids:
+                        self.outstanding.reported(who.account_id, i)
             placed = api.OrderPlaced(
                 order_id=result["order_id"], client_order_id=client_order_id, duplicate=result["duplicate"]
             )
@@ -924,6 +951,9 @@ async def healthz(request: web.Request) -> web.Response:
             "status": "ok" if gw.instruments.ready.is_set() else "starting",
             "connections": sum(len(c) for c in gw.connections.values()),
             "instruments": len(gw.instruments.latest),
+            "orders_in_flight": gw.outstanding.count,
+            "orders_refused_busy": gw.outstanding.refused,
+            "orders_in_flight_expired": gw.outstanding.expired,
         },
         status=200 if gw.instruments.ready.is_set() else 503,
     )

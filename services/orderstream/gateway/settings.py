@@ -38,6 +38,14 @@ class GatewaySettings(ServiceSettings):
         16, ge=0, description="Order tokens a gateway takes ahead per key (at most a tenth of the burst), "
         "so an order does not wait for MongoDB; 0: every order takes its token from MongoDB."
     )
+    max_orders_in_flight: int = Field(
+        256, ge=1, description="Orders of this gateway out in the order path (sent, first report not "
+        "seen yet) beyond which a new order is refused busy (50302, REST 503 with Retry-After): the "
+        "orders let in wait about this many divided by the chain's rate."
+    )
+    in_flight_expire_s: float = Field(
+        30.0, gt=0, description="An order whose first report never comes stops counting after this."
+    )
     max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")
     max_json_depth: int = Field(
         32, ge=4, le=200, description="Deepest nesting of arrays and objects in a body or frame."
