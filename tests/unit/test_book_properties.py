@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from orderstream.common import records as r
@@ -422,6 +422,12 @@ def outcome(o: NewOrder, ev: list[AnyEvent], book: Book) -> Outcome:
 
 @settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model_commands)
+@example([  # the FOK used to fill 3, then meet its own order and lose the rest to STP
+    ("submit", False, Kind.LIMIT, Tif.GTC, 3, 100, None, Stp.CANCEL_NEWEST, "B", False),
+    ("submit", False, Kind.LIMIT, Tif.GTC, 5, 100, None, Stp.CANCEL_NEWEST, "A", False),
+    ("submit", False, Kind.LIMIT, Tif.GTC, 5, 101, None, Stp.CANCEL_NEWEST, "B", False),
+    ("submit", True, Kind.LIMIT, Tif.FOK, 6, 101, None, Stp.CANCEL_NEWEST, "A", False),
+])
 def test_fills_priority_stp_post_only_ioc_fok_and_quantities_agree_with_a_model(
         cmds: list[tuple[Any, ...]]) -> None:
     book, model = Book("X"), ModelBook()
