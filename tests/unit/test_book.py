@@ -179,6 +179,27 @@ def test_self_trade_prevention_modes() -> None:
         assert (other.order_id in makers or own.order_id in makers) == traded, stp
 
 
+def test_fok_counts_only_the_liquidity_ahead_of_its_own_resting_order() -> None:
+    """STP stops a FOK at its own order, so what lies behind it must not count (it used to fill part)."""
+    for stp in (Stp.CANCEL_NEWEST, Stp.CANCEL_BOTH):
+        b = Book("X")
+        b.submit(sell(3, 100))
+        b.submit(own := sell(5, 100, acct="A"))
+        b.submit(sell(5, 101))
+        ev = b.submit(buy(6, 101, acct="A", tif=Tif.FOK, stp=stp))
+        assert not of(ev, Filled) and [(c.reason, c.qty) for c in of(ev, Canceled)] == [
+            (Reason.FOK_UNFILLED, 6)], stp
+        assert own.order_id in b.orders
+        ev = b.submit(buy(3, 101, acct="A", tif=Tif.FOK, stp=stp))
+        assert sum(f.qty for f in of(ev, Filled)) == 6 and not of(ev, Canceled), stp
+    # An iceberg ahead of the own order shows one slice; its next slice would queue behind.
+    b = Book("X")
+    b.submit(sell(10, 100, display=2))
+    b.submit(sell(5, 100, acct="A"))
+    ev = b.submit(buy(3, 100, acct="A", tif=Tif.FOK))
+    assert not of(ev, Filled) and of(ev, Canceled)[0].reason == Reason.FOK_UNFILLED
+
+
 def test_iceberg_shows_a_slice_and_loses_priority_on_refresh() -> None:
     b = Book("X")
     b.submit(ice := sell(10, 100, display=3))

@@ -60,6 +60,7 @@ _FOK = Tif.FOK
 _STP_NONE = Stp.NONE
 _CANCEL_NEWEST = Stp.CANCEL_NEWEST
 _CANCEL_OLDEST = Stp.CANCEL_OLDEST
+_CANCEL_BOTH = Stp.CANCEL_BOTH
 _CLIENT_REQUEST = Reason.CLIENT_REQUEST
 _SELF_TRADE_PREVENTION = Reason.SELF_TRADE_PREVENTION
 _QUOTE_BUDGET_EXHAUSTED = Reason.QUOTE_BUDGET_EXHAUSTED
@@ -425,15 +426,25 @@ class Book:
                 heapq.heappush(self._expiries, (o.expire_at, o.priority, o.order_id))
 
     def _available(self, o: Order, limit: int | None) -> int:
-        """Quantity `o` could take up to `limit` (hidden reserves included, own orders excluded)."""
+        """Quantity `o` could take up to `limit` (hidden reserves included, own orders excluded).
+
+        Under CANCEL_NEWEST and CANCEL_BOTH matching stops at the first own order, so the count
+        does too, and the orders ahead of it in its level count only their shown slice: an
+        iceberg's next slice would join the queue behind it.
+        """
         side = self.asks if o.is_buy else self.bids
+        acct = o.account_id
+        stp = o.stp
         total = 0
         for price in side.prices():
             if limit is not None and (price > limit if o.is_buy else price < limit):
                 break
-            for m in side.levels[price].orders:
-                if m.live and (m.account_id != o.account_id or o.stp is Stp.NONE):
-                    total += m.leaves
+            live = [m for m in side.levels[price].orders if m.live]
+            if stp is _CANCEL_NEWEST or stp is _CANCEL_BOTH:
+                own = next((n for n, m in enumerate(live) if m.account_id == acct), None)
+                if own is not None:
+                    return total + sum(m.visible for m in live[:own])
+            total += sum(m.leaves for m in live if m.account_id != acct or stp is _STP_NONE)
             if total >= o.leaves:
                 break
         return total

@@ -33,7 +33,12 @@ class Tif(IntEnum):
 
 
 class Stp(IntEnum):
-    """Self-trade prevention: what happens when an order would trade with its own account."""
+    """Self-trade prevention: what happens when an order would trade with its own account.
+
+    The taker's mode decides: CANCEL_NEWEST cancels the taker's remainder, CANCEL_OLDEST the
+    resting own order (the taker goes on), CANCEL_BOTH both, NONE lets them trade. A FOK order
+    counts only the liquidity it could take before its mode would stop it.
+    """
 
     CANCEL_NEWEST = 0
     CANCEL_OLDEST = 1
