@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from orderstream.common.logs import JsonFormatter
+from orderstream.common.logs import JsonFormatter, Repeats
 from orderstream.common.records import ALL_RECORDS
 from orderstream.common.topics import CATALOG, KeyKind, dlq_name
 from orderstream.matcher.settings import MatcherSettings
@@ -49,6 +50,31 @@ def test_json_log_line_carries_extras() -> None:
     doc = json.loads(JsonFormatter("matcher", "w1").format(record))
     assert doc["msg"] == "dead-lettered a" and doc["topic"] == "order.commands"
     assert (doc["service"], doc["worker"], doc["level"]) == ("matcher", "w1", "WARNING")
+
+
+def test_a_client_library_repeating_itself_logs_one_line_per_window_with_the_count() -> None:
+    lines: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = lines.append  # type: ignore[method-assign]
+    handler.addFilter(Repeats(window_s=0.3))
+    kafka, ours = logging.getLogger("aiokafka.conn.test"), logging.getLogger("orderstream.test")
+    for logger in (kafka, ours):
+        logger.addHandler(handler)
+        logger.propagate = False
+    try:
+        for n in range(100):  # a broker outage: the same complaint about each node, over and over
+            kafka.error("Unable connect to node with id %s: %s", n % 3, "refused")
+            ours.warning("handler failed for offset %s", n)
+        kafka.warning("Heartbeat failed")  # another kind: through
+        assert [r.getMessage() for r in lines if r.name.startswith("aiokafka")] == [
+            "Unable connect to node with id 0: refused", "Heartbeat failed"]
+        assert sum(1 for r in lines if r.name.startswith("orderstream")) == 100  # ours: all of them
+        time.sleep(0.35)
+        kafka.error("Unable connect to node with id %s: %s", 1, "refused")
+        assert lines[-1].getMessage().endswith("id 1: refused") and lines[-1].repeated == 99  # type: ignore[attr-defined]
+    finally:
+        for logger in (kafka, ours):
+            logger.removeHandler(handler)
 
 
 def test_every_record_travels_on_some_topic_and_keys_are_consistent() -> None:
