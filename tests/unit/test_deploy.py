@@ -50,10 +50,16 @@ def test_every_core_object_validates_against_the_kubernetes_schema(manifests: li
 def test_one_deployment_per_service_with_probes_metrics_and_the_procfile_command(
     manifests: list[dict[str, Any]],
 ) -> None:
-    deployments = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "Deployment"}
+    deployments = {d["metadata"]["name"]: d for d in manifests
+                   if d["kind"] in ("Deployment", "StatefulSet") and d["metadata"]["name"] != "mongo"}
     commands = procfile()
     assert set(deployments) == set(SETTINGS)
     for name, d in deployments.items():
+        if name != "gateway":  # a worker: a stable pod name is its group instance id (static membership)
+            assert d["kind"] == "StatefulSet" and d["spec"]["serviceName"] == name
+            instance = next(e for e in d["spec"]["template"]["spec"]["containers"][0]["env"]
+                            if e["name"] == f"ORDERSTREAM_{name.upper()}_INSTANCE_ID")
+            assert instance["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
         pod = d["spec"]["template"]
         (container,) = pod["spec"]["containers"]
         port = container["ports"][0]["containerPort"]
