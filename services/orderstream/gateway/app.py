@@ -367,6 +367,17 @@ class Gateway:
         return self.submit(who, BASKET, request_id, r.SubmitBasket, b.model_dump(), legs=legs)
 
     async def take_order_token(self, who: Principal) -> None:
+        """Refuse a new order while too many of this gateway's orders are out in the order path
+        (50302; first, so that a refusal under overload costs neither a token nor validation),
+        or over the key's rate limit (42901)."""
+        if self.outstanding.busy():
+            raise ApiError(
+                50302,
+                f"busy: {self.outstanding.count} orders are in the order path; send it again shortly",
+                {"in_flight": self.outstanding.count},
+                status=503,
+                headers={"Retry-After": "1"},
+            )
         retry = await self.buckets.take(who.key_id)
         if retry:
             raise ApiError(
@@ -390,17 +401,7 @@ class Gateway:
         fields: dict[str, Any],
         **extra: Any,
     ) -> Awaitable[dict[str, Any]]:
-        """Queue the command once per (account, client_order_id); a repeat gets the original order id.
-
-        While too many of this gateway's orders are out in the order path, refuse it (50302)."""
-        if self.outstanding.busy():
-            raise ApiError(
-                50302,
-                f"busy: {self.outstanding.count} orders are in the order path; send it again shortly",
-                {"in_flight": self.outstanding.count},
-                status=503,
-                headers={"Retry-After": "1"},
-            )
+        """Queue the command once per (account, client_order_id); a repeat gets the original order id."""
         client_order_id = fields["client_order_id"]
         order_id = f"{symbol}-{uuid.uuid4().hex[:16]}"
         doc = {
