@@ -398,3 +398,24 @@ def test_balance_events_carry_the_accounts_sequence_without_gaps_across_a_reload
     assert [type(e).__name__ for e in done] == ["FillSettled", "FillSettled", "CollateralReleased"]
     assert len({e.ts_event for e in done}) == 1
     assert [e.sequence for e in [*held, *done]] == [3, 4, 5, 6] and a.sequence == 6
+
+
+WIRE_AMOUNTS = st.decimals(min_value=D("1e-18"), max_value=D("99999999999999999999.999999999999999999"),
+                           places=18, allow_nan=False, allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(WIRE_AMOUNTS, min_size=1, max_size=6))
+def test_deposits_across_the_whole_wire_range_add_up_exactly_or_are_refused(amounts: list[D]) -> None:
+    """Any wire amounts (20 integer digits, 18 places): each deposit lands to the last digit, or,
+    when the balance would leave the wire decimal, is refused and changes nothing."""
+    a = Account("p")
+    want = D(0)
+    for n, amount in enumerate(amounts):
+        (event,) = a.deposit(deposit("p", "USD", str(amount), n))
+        if want + amount < D(10) ** 20:
+            want += amount
+            assert isinstance(event, r.Deposited) and event.free == want
+        else:
+            assert isinstance(event, r.WithdrawalRejected) and event.reason == "BALANCE_LIMIT"
+        assert a.free.get("USD", D(0)) == want

@@ -137,6 +137,8 @@ def test_an_unlocked_schema_cannot_be_encoded(schema_copy: Path) -> None:
         AvroCodec(ALL_RECORDS, schema_ids(None))
 
 
+D_WIRE_MAX = Decimal("99999999999999999999.999999999999999999")
+D_WIRE_MIN = -D_WIRE_MAX
 dec = st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=8, allow_nan=False,
                   allow_infinity=False)
 
@@ -154,6 +156,26 @@ def test_submit_order_round_trips_exactly(
                         time_in_force="IOC",
                         quantity=qty, price=price, quote_budget=budget, post_only=post)
     assert codec.decode(codec.encode(order)) == order
+
+
+WIRE = st.decimals(min_value=D_WIRE_MIN, max_value=D_WIRE_MAX, places=18, allow_nan=False,
+                   allow_infinity=False)
+
+
+@settings(max_examples=300, deadline=None)
+@given(amount=WIRE, free=WIRE, held=WIRE)
+def test_decimals_across_the_whole_wire_range_round_trip_exactly(
+    amount: Decimal, free: Decimal, held: Decimal
+) -> None:
+    """Every value of the wire decimal (38 digits, scale 18: 20 integer digits) survives encode and
+    decode to the last digit."""
+    from orderstream.common.records import Deposited
+
+    codec = AvroCodec([Deposited], schema_ids(None))
+    event = Deposited(event_id="e", ts_event=1, account_id="a", asset="USD", amount=amount, free=free,
+                      held=held, command_id="c", lot_id="l", source="bank")
+    decoded = codec.decode(codec.encode(event))
+    assert (decoded.amount, decoded.free, decoded.held) == (amount, free, held)  # type: ignore[attr-defined]
 
 
 def test_every_record_round_trips() -> None:
