@@ -7,10 +7,7 @@ sent when the router died is sent by the restarted router.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -19,6 +16,7 @@ import pytest
 from orderstream.common import records as r
 from tests.conftest import Infra
 from tests.e2e.stack import Stack, instrument
+from tests.kafka_tools import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -28,13 +26,6 @@ async def health(stack: Stack) -> dict[str, object]:
     async with aiohttp.ClientSession() as http, http.get(url) as resp:
         body: dict[str, object] = await resp.json()
         return body
-
-
-async def eventually(what: str, probe: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 async def resting_order(stack: Stack) -> r.SubmitOrder:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +45,10 @@ async def running_gateway(
         **env,
     }
     worker = Worker("orderstream.gateway", settings, tmp / "gateway.log").start()
-    proc = worker.proc
-    assert proc is not None
     base = f"http://127.0.0.1:{port}"
     try:
+        await worker.wait_ready(base)
         async with aiohttp.ClientSession() as http:
-            for _ in range(120):
-                assert proc.poll() is None, (tmp / "gateway.log").read_text()
-                with suppress(aiohttp.ClientError):
-                    async with http.get(base + "/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                await asyncio.sleep(0.5)
             admin = Client(base, *ADMIN)
             keys = {}
             for account in accounts:

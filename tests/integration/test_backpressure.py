@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC
 from tests.integration.gateway_process import running_gateway
-from tests.kafka_tools import produce
+from tests.kafka_tools import eventually, produce
 from tests.reports import report
 
 pytestmark = pytest.mark.integration
@@ -61,10 +60,11 @@ async def test_orders_beyond_the_bound_are_refused_busy_until_the_path_answers(
         rep = report(1, 1, account="A").model_copy(update={"order_id": first, "event_id": f"{first}:1"})
         await produce(gateway["bootstrap"], gateway["prefix"] + "execution.reports",
                       [(b"A", CODEC.encode(rep), {})])
-        deadline = time.monotonic() + 30
-        while (await health(http, gateway["base"]))["orders_in_flight"] != 2:
-            assert time.monotonic() < deadline, "the report was not counted"
-            await asyncio.sleep(0.1)
+
+        async def counted() -> bool:
+            return bool((await health(http, gateway["base"]))["orders_in_flight"] == 2)
+
+        await eventually("the report counted", counted, timeout=30)
         assert (await a.call(http, "POST", "/api/v1/orders", order("bp5")))[0] == 200
         assert (await a.call(http, "POST", "/api/v1/orders", order("bp6")))[0] == 503
 

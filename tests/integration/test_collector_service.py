@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,18 +15,11 @@ from motor.motor_asyncio import AsyncIOMotorClient
 from orderstream.common.codec import AvroCodec, schema_ids
 from orderstream.common.records import ALL_RECORDS
 from orderstream.common.topics import create_topics
-from tests.kafka_tools import Worker, free_port, produce, read, unique_prefix
+from tests.kafka_tools import Worker, eventually, free_port, produce, read, unique_prefix
 from tests.reports import lifecycle
 
 pytestmark = pytest.mark.integration
 CODEC = AvroCodec(ALL_RECORDS, schema_ids(None))
-
-
-async def wait_until(check: Any, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.3)
 
 
 async def test_reports_in_documents_out_across_redelivery_and_a_hard_kill(
@@ -56,7 +48,7 @@ async def test_reports_in_documents_out_across_redelivery_and_a_hard_kill(
         async def some_written() -> bool:
             return await db.order_events.count_documents({}) > 100
 
-        await wait_until(some_written)
+        await eventually("some documents written", some_written)
         worker.stop(signal.SIGKILL)  # mid-stream: batches in flight, offsets not all committed
         written_at_kill = await db.order_events.count_documents({})
         await sending
@@ -70,7 +62,7 @@ async def test_reports_in_documents_out_across_redelivery_and_a_hard_kill(
         async def all_written() -> bool:
             return await db.order_events.count_documents({}) >= len(reports)
 
-        await wait_until(all_written)
+        await eventually("every document written", all_written)
         events = await db.order_events.find({}, {"_id": 1}).to_list(None)
         assert sorted(e["_id"] for e in events) == sorted(rep.event_id for rep in reports)
 
@@ -87,7 +79,7 @@ async def test_reports_in_documents_out_across_redelivery_and_a_hard_kill(
             last = [rep.event_id for rep in marker if rep.sequence == 3]
             return await db.order_events.count_documents({"_id": {"$in": last}}) == 2
 
-        await wait_until(marker_written)
+        await eventually("the markers written", marker_written)
         events = await db.order_events.find({}, {"_id": 1}).to_list(None)
         assert sorted(e["_id"] for e in events) == sorted(rep.event_id for rep in reports + marker)
         orders = {d["_id"]: d for d in await db.trader_orders.find({}).to_list(None)}
