@@ -53,13 +53,13 @@ lint: $(STAMP) ## ruff and mypy (strict on services/)
 schemas-lock: $(STAMP) ## Lock new schema versions (refuses incompatible changes) and regenerate records.py
 	$(BIN)/orderstream schemas-lock
 
-infra-install: ## Resolve the Kafka jars (Maven) and build FerretDB (Go), cached in .cache/
+infra-install: ## Resolve the Kafka and FIX Executor jars (Maven) and build FerretDB (Go), cached in .cache/
 	$(INFRA) install
 
-infra-start: ## Start the local Kafka broker and FerretDB (idempotent)
+infra-start: ## Start the local Kafka broker, FerretDB and the FIX venue (QuickFIX/J Executor, :9880) (idempotent)
 	$(INFRA) start
 
-infra-stop: ## Stop the local Kafka broker and FerretDB
+infra-stop: ## Stop the local Kafka broker, FerretDB and the FIX venue
 	$(INFRA) stop
 
 infra-status: ## Show whether the local servers run
@@ -68,7 +68,7 @@ infra-status: ## Show whether the local servers run
 infra-clean: ## Stop the local servers and delete their data and logs
 	$(INFRA) clean
 
-up: $(STAMP) ## Run the system: Kafka + MongoDB-wire server, topics, instruments, all six services, demo keys
+up: $(STAMP) ## Run the system: Kafka + MongoDB-wire server + FIX venue (Executor), topics, instruments, all six services, demo keys
 	$(BIN)/orderstream up
 
 down: ## Stop everything `make up` started

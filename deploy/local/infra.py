@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
-"""Docker-free local infrastructure: a real Apache Kafka broker and a MongoDB-wire server.
+"""Docker-free local infrastructure: a real Apache Kafka broker, a MongoDB-wire server and a FIX venue.
 
 Kafka is Apache's own broker (KRaft, single node) run from the jars Maven
 resolves from Maven Central (deploy/local/kafka/pom.xml). MongoDB is FerretDB
 with its SQLite backend, built from the Go module proxy through our launcher
-(deploy/local/ferretdb). Everything lives under one git-ignored cache folder.
+(deploy/local/ferretdb). The FIX venue ("fixexec") is QuickFIX/J's example
+Executor from Maven Central (deploy/local/fix-executor/pom.xml): a FIX 4.4
+acceptor, EXEC to ORDERSTREAM, that fills marketable orders at 0.50. Everything
+lives under one git-ignored cache folder.
 
-    infra.py install            resolve the Kafka jars and build FerretDB (cached)
+    infra.py install [NAME...]   resolve the Kafka and Executor jars, build FerretDB (cached)
     infra.py start [NAME...]     install if needed, start, wait until ready (idempotent)
     infra.py stop [NAME...]      stop what runs (SIGTERM, then SIGKILL after a grace period)
     infra.py status              one line per server; exit 0 only when all run
     infra.py env                 KAFKA_BOOTSTRAP_SERVERS=... and MONGO_URL=... lines
     infra.py clean               stop, then delete data and logs (keeps the installs)
 
+NAME is kafka, mongo or fixexec; no NAME means all three.
+
 Environment: ORDERSTREAM_CACHE (default <repo>/.cache), ORDERSTREAM_KAFKA_PORT
 (19092; the controller uses the next port), ORDERSTREAM_MONGO_PORT (27117),
-ORDERSTREAM_KAFKA_HEAP (768m). Standard library only: it runs before the
-virtualenv exists.
+ORDERSTREAM_FIXEXEC_PORT (9880), ORDERSTREAM_KAFKA_HEAP (768m). Standard library
+only: it runs before the virtualenv exists.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ HOST = "127.0.0.1"
 KAFKA_PORT = int(os.environ.get("ORDERSTREAM_KAFKA_PORT", "19092"))
 CONTROLLER_PORT = KAFKA_PORT + 1
 MONGO_PORT = int(os.environ.get("ORDERSTREAM_MONGO_PORT", "27117"))
+FIXEXEC_PORT = int(os.environ.get("ORDERSTREAM_FIXEXEC_PORT", "9880"))
 KAFKA_HEAP = os.environ.get("ORDERSTREAM_KAFKA_HEAP", "768m")
 READY_TIMEOUT_S = 120.0
 STOP_GRACE_S = 30.0
@@ -81,6 +87,25 @@ def _run(cmd: list[str], cwd: Path, what: str, env: dict[str, str] | None = None
         )
 
 
+def spawn(cmd: list[str], logfile: Path, cwd: Path, keep_stdin: bool = False) -> subprocess.Popen[bytes]:
+    """Start cmd in its own session, stdout and stderr appended to logfile.
+
+    With keep_stdin its stdin is a pipe whose write end the child holds too, for a server that
+    quits when its stdin closes: it never reads EOF, even after we exit, and it still dies by signal.
+    """
+    read_end, write_end = os.pipe() if keep_stdin else (subprocess.DEVNULL, None)
+    try:
+        with logfile.open("ab") as out:
+            return subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=read_end, cwd=cwd,
+                start_new_session=True, pass_fds=() if write_end is None else (write_end,),
+            )
+    finally:
+        if write_end is not None:
+            os.close(read_end)
+            os.close(write_end)
+
+
 @dataclass
 class Server:
     """One locally managed server process."""
@@ -90,6 +115,7 @@ class Server:
     install: Callable[[], None]
     prepare: Callable[[], list[str]]  # returns the command line; may format storage
     ready_line: str  # printed in its log once it serves clients
+    keep_stdin: bool = False  # it quits when its stdin closes (see spawn)
 
     @property
     def pidfile(self) -> Path:
@@ -132,11 +158,7 @@ class Server:
         RUN.mkdir(parents=True, exist_ok=True)
         LOGS.mkdir(parents=True, exist_ok=True)
         offset = self.logfile.stat().st_size if self.logfile.exists() else 0
-        with self.logfile.open("ab") as out:
-            proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=CACHE, start_new_session=True,
-            )
+        proc = spawn(cmd, self.logfile, CACHE, self.keep_stdin)
         self.pidfile.write_text(str(proc.pid))
         try:
             self._await_ready(offset, proc)
@@ -203,20 +225,25 @@ KAFKA_DATA = KAFKA_HOME / "data"
 KAFKA_POM = HERE / "kafka" / "pom.xml"
 
 
-def install_kafka() -> None:
-    stamp = KAFKA_LIBS / ".pom.sha256"
-    want = _digest(KAFKA_POM)
+def _install_jars(pom: Path, libs: Path, what: str) -> None:
+    """Resolve pom's runtime jars from Maven Central into libs, again only when the pom changed."""
+    stamp = libs / ".pom.sha256"
+    want = _digest(pom)
     if stamp.exists() and stamp.read_text() == want:
         return
     if shutil.which("mvn") is None or shutil.which("java") is None:
-        raise InfraError("Kafka needs Java 17+ and Maven on PATH (mvn, java)")
-    tmp = KAFKA_HOME / "libs.tmp"
+        raise InfraError(f"{what} needs Java 17+ and Maven on PATH (mvn, java)")
+    tmp = libs.with_name(f"{libs.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    _run(["mvn", "-B", "-q", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
-          f"-DoutputDirectory={tmp}"], HERE, "resolving Apache Kafka jars from Maven Central")
-    shutil.rmtree(KAFKA_LIBS, ignore_errors=True)
-    tmp.rename(KAFKA_LIBS)
+    _run(["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
+          f"-DoutputDirectory={tmp}"], HERE, f"resolving {what} jars from Maven Central")
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
     stamp.write_text(want)
+
+
+def install_kafka() -> None:
+    _install_jars(KAFKA_POM, KAFKA_LIBS, "Apache Kafka")
 
 
 def _kafka_config() -> Path:
@@ -323,9 +350,56 @@ def prepare_ferretdb() -> list[str]:
     return [str(FERRET_BIN), "-listen-addr", f"{HOST}:{MONGO_PORT}", "-data-dir", str(FERRET_DATA)]
 
 
+# --- FIX venue: QuickFIX/J's example Executor -----------------------------------
+
+FIXEXEC_HOME = CACHE / "fix-executor"
+FIXEXEC_LIBS = FIXEXEC_HOME / "libs"
+FIXEXEC_POM = HERE / "fix-executor" / "pom.xml"
+# The session settings the container runs with; fixexec_config adapts them to a local folder.
+FIXEXEC_SETTINGS = ROOT / "deploy" / "fix-executor" / "executor.cfg"
+
+
+def install_fixexec() -> None:
+    _install_jars(FIXEXEC_POM, FIXEXEC_LIBS, "QuickFIX/J Executor")
+
+
+def fixexec_config(folder: Path, port: int, market_price: str = "0.50") -> Path:
+    """Write folder/executor.cfg: the container's settings, on HOST:port, storing under folder."""
+    local = {
+        "SocketAcceptAddress": HOST,
+        "SocketAcceptPort": str(port),
+        "FileStorePath": str(folder / "store"),
+        "FileLogPath": str(folder / "log"),
+        "DefaultMarketPrice": market_price,
+    }
+    lines = []
+    for line in FIXEXEC_SETTINGS.read_text().splitlines():
+        key = line.partition("=")[0]
+        lines.append(f"{key}={local.pop(key)}" if key in local else line)
+    if local:
+        raise InfraError(f"{FIXEXEC_SETTINGS} lacks the setting(s) {sorted(local)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = folder / "executor.cfg"
+    cfg.write_text(f"# Written by deploy/local/infra.py from {FIXEXEC_SETTINGS.relative_to(ROOT)}; "
+                   "edit that, not this file.\n" + "\n".join(lines) + "\n")
+    return cfg
+
+
+def fixexec_command(cfg: Path) -> list[str]:
+    """The Executor's command line; it quits when its stdin closes (Server.keep_stdin)."""
+    return ["java", "-Xmx256m", "-cp", f"{FIXEXEC_LIBS}/*", "quickfix.examples.executor.Executor", str(cfg)]
+
+
+def prepare_fixexec() -> list[str]:
+    # The config path names the cache folder, which Server.pid() looks for in the command line.
+    return fixexec_command(fixexec_config(FIXEXEC_HOME, FIXEXEC_PORT))
+
+
 SERVERS = {
     "kafka": Server("kafka", KAFKA_PORT, install_kafka, prepare_kafka, "Kafka Server started"),
     "mongo": Server("mongo", MONGO_PORT, install_ferretdb, prepare_ferretdb, "Listening on TCP"),
+    "fixexec": Server("fixexec", FIXEXEC_PORT, install_fixexec, prepare_fixexec,
+                      "Listening for connections at", keep_stdin=True),
 }
 
 
@@ -362,14 +436,14 @@ def main(argv: list[str]) -> int:
                 up = s.running()
                 ok &= up
                 state = "running" if up else "stopped"
-                print(f"{s.name:6} {state:8} {HOST}:{s.port} pid={s.pid() or '-'} log={s.logfile}")
+                print(f"{s.name:7} {state:8} {HOST}:{s.port} pid={s.pid() or '-'} log={s.logfile}")
             return 0 if ok else 3
         elif cmd == "env":
             print("\n".join(env_lines()))
         elif cmd == "clean":
             for s in _pick(names):
                 s.stop()
-            for d in (KAFKA_DATA, FERRET_DATA.parent, LOGS):
+            for d in (KAFKA_DATA, FERRET_DATA.parent, FIXEXEC_HOME / "store", FIXEXEC_HOME / "log", LOGS):
                 shutil.rmtree(d, ignore_errors=True)
         else:
             print(f"unknown command {cmd!r}\n{__doc__}", file=sys.stderr)

@@ -1,9 +1,11 @@
 """deploy/: the Kubernetes manifests build with kustomize and validate against Kubernetes' schemas;
 docker-compose.yml validates against the Compose specification; both run every service the way
-deploy/local/Procfile does, with health checks on /healthz."""
+deploy/local/Procfile does, with health checks on /healthz, and the FIX venue (QuickFIX/J's
+Executor) where the router's FIX settings point."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import shutil
 import subprocess
@@ -21,6 +23,16 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_GO = "github.com/compose-spec/compose-go/v2@v2.16.2"  # carries the Compose spec's JSON schema
 K8S_VERSION = "1.32.0"
 STRIMZI = "kafka.strimzi.io/v1beta2"
+NOT_ORDERSTREAM = {"mongo", "fix-exec"}  # the third-party servers among the workloads
+FIX_VENUES = "ORDERSTREAM_ROUTER_FIX_VENUES"
+
+
+def executor_settings() -> configparser.SectionProxy:
+    """The session settings the Executor's image runs with."""
+    cfg = configparser.ConfigParser(comment_prefixes=("#",))
+    cfg.optionxform = str  # type: ignore[assignment,method-assign]
+    cfg.read(ROOT / "deploy" / "fix-executor" / "executor.cfg")
+    return cfg["default"]
 
 
 def kustomize() -> list[str]:
@@ -50,8 +62,8 @@ def test_every_core_object_validates_against_the_kubernetes_schema(manifests: li
 def test_one_deployment_per_service_with_probes_metrics_and_the_procfile_command(
     manifests: list[dict[str, Any]],
 ) -> None:
-    deployments = {d["metadata"]["name"]: d for d in manifests
-                   if d["kind"] in ("Deployment", "StatefulSet") and d["metadata"]["name"] != "mongo"}
+    deployments = {d["metadata"]["name"]: d for d in manifests if d["kind"] in ("Deployment", "StatefulSet")
+                   and d["metadata"]["name"] not in NOT_ORDERSTREAM}
     commands = procfile()
     assert set(deployments) == set(SETTINGS)
     for name, d in deployments.items():
@@ -103,6 +115,28 @@ def test_the_broker_is_a_strimzi_kafka_resource_in_kraft_mode(manifests: list[di
     )  # the setup job creates them
 
 
+def test_the_router_reaches_the_fix_venue_which_keeps_stdin_and_its_store(
+    manifests: list[dict[str, Any]],
+) -> None:
+    settings = executor_settings()
+    assert settings["SocketAcceptAddress"] == "0.0.0.0" and settings["FileStorePath"].startswith("/data/")
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in manifests}
+    (service_port,) = objects[("Service", "fix-exec")]["spec"]["ports"]
+    venue = objects[("StatefulSet", "fix-exec")]
+    (container,) = venue["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "orderstream-fix-exec:dev"
+    assert container["stdin"] is True and not container.get("stdinOnce")  # EOF on stdin ends it
+    assert venue["spec"]["replicas"] == 1  # one acceptor per FIX session
+    assert objects[("Service", "fix-exec")]["spec"]["selector"] == venue["spec"]["selector"]["matchLabels"]
+    assert service_port["targetPort"] == container["ports"][0]["name"]
+    assert service_port["port"] == container["ports"][0]["containerPort"] == int(settings["SocketAcceptPort"])
+    assert {"name": "store", "mountPath": "/data"} in container["volumeMounts"]
+    assert [t["metadata"]["name"] for t in venue["spec"]["volumeClaimTemplates"]] == ["store"]
+    (router,) = objects[("StatefulSet", "router")]["spec"]["template"]["spec"]["containers"]
+    venues = json.loads(next(e["value"] for e in router["env"] if e["name"] == FIX_VENUES))
+    assert venues == {"FIX-EXEC": {"host": "fix-exec", "port": service_port["port"]}}
+
+
 def compose_schema() -> dict[str, Any]:
     found = subprocess.run(
         ["go", "mod", "download", "-json", COMPOSE_GO], capture_output=True, text=True, check=True
@@ -125,6 +159,14 @@ def test_the_compose_file_validates_against_the_compose_spec() -> None:
         assert s["environment"]["PORT"] == str(web_port(name, {}))  # what the health check calls
         for dependency in s.get("depends_on", {}):
             assert dependency in services
+    venue, settings = services["fix-exec"], executor_settings()
+    assert (ROOT / venue["build"]["context"] / venue["build"]["dockerfile"]).exists()
+    assert venue["stdin_open"] is True  # EOF on stdin ends the Executor
+    assert any(v.endswith(":/data") for v in venue["volumes"])
+    assert json.loads(services["router"]["environment"][FIX_VENUES]) == {
+        "FIX-EXEC": {"host": "fix-exec", "port": int(settings["SocketAcceptPort"])}
+    }
+    assert "fix-exec" in services["router"]["depends_on"]
     if (
         shutil.which("docker")
         and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
