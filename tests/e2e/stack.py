@@ -80,7 +80,9 @@ class Stack:
                 f"ORDERSTREAM_{up}_SESSION_TIMEOUT_S": "6",
                 f"ORDERSTREAM_{up}_INSTANCE_ID": f"{s}-0",  # static membership, as `make up` runs them
             }
-        self.env.get("router", {}).update(router_env or {})
+        # no FIX venue unless a test brings its own (tests/fix_executor.py)
+        self.env["router"]["ORDERSTREAM_ROUTER_FIX_VENUES"] = "{}"
+        self.env["router"].update(router_env or {})
         for service, extra in (env or {}).items():
             self.env[service].update(extra)
         self.workers: dict[str, Worker] = {}

@@ -18,6 +18,7 @@ import pytest
 from orderstream.ops.client import GatewayClient, Session
 from orderstream.ops.platform import SETTINGS
 from tests.conftest import Infra
+from tests.fix_executor import Executor
 from tests.kafka_tools import ROOT, free_port, unique_prefix
 
 pytestmark = pytest.mark.integration
@@ -52,6 +53,9 @@ async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> As
         env[f"ORDERSTREAM_{up}_DATA_DIR"] = str(tmp / "data")
     env["ORDERSTREAM_GATEWAY_MONGO_DATABASE"] = env["ORDERSTREAM_COLLECTOR_MONGO_DATABASE"] = database
     env["ORDERSTREAM_COLLATERAL_SESSION_TIMEOUT_S"] = "6"
+    venue = Executor(tmp / "executor", free_port())  # the FIX venue of ADA-USD, fresh like the router
+    venue.start()
+    env["ORDERSTREAM_ROUTER_FIX_VENUES"] = json.dumps({"FIX-EXEC": {"port": venue.port}})
     started = orderstream(env, "up")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -65,6 +69,7 @@ async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> As
         }
     finally:
         stopped = orderstream(env, "down")
+        venue.stop()
         print(stopped.stdout, stopped.stderr)
         for log in sorted((tmp / "run" / "logs").glob("*.log")):
             text = log.read_text(errors="replace")
@@ -176,6 +181,44 @@ async def test_two_traders_cross_through_the_gateway_and_everything_agrees(platf
                     break
                 await asyncio.sleep(0.5)
             assert (got["state"]["status"], D(got["state"]["filled_quantity"])) == ("FILLED", D("0.5"))
+
+
+async def test_an_order_on_the_fix_venue_fills_through_the_gateway_and_the_history_shows_it(
+    platform: dict[str, Any],
+) -> None:
+    """ADA-USD is routed to FIX-EXEC, QuickFIX/J's Executor over FIX 4.4: a buy limit at 0.60 fills
+    there at its market price 0.50; the trader pays exactly that plus the taker fee."""
+    alice = client(platform, "alice")
+    async with aiohttp.ClientSession() as http:
+        before = (await alice.ok(http, "GET", "/api/v1/balances"))["balances"]
+        async with alice.session(http) as sa:
+            await sa.call("subscribe", {"stream": "user"})
+            placed = await sa.call("order.place", {
+                "client_order_id": f"fix-{uuid.uuid4().hex[:6]}", "symbol": "ADA-USD", "side": "BUY",
+                "quantity": "200", "price": "0.6",
+            })
+            fill = await final_report(sa, placed["order_id"], "FILLED")
+        assert (fill["venue"], D(fill["average_price"]), D(fill["filled_quantity"]), D(fill["fees"])) == (
+            "FIX-EXEC", D("0.5"), D(200), D("0.2"))
+        assert fill["trade_id"].startswith(f"FIX-EXEC-{placed['order_id']}-")
+        usd = D(before["USD"]["free"]) + D(before["USD"]["held"]) - D(100) - D("0.2")
+        ada = D(before.get("ADA", {}).get("free", "0")) + D(200)
+        for _ in range(60):
+            after = (await alice.ok(http, "GET", "/api/v1/balances"))["balances"]
+            ada_now = D(after.get("ADA", {}).get("free", "0"))
+            have = (D(after["USD"]["free"]), D(after["USD"]["held"]), ada_now)
+            if have == (usd, D(0), ada):
+                break
+            await asyncio.sleep(0.5)
+        assert (D(after["USD"]["free"]), D(after["USD"]["held"]), D(after["ADA"]["free"])) == (usd, D(0), ada)
+        for _ in range(60):
+            page = await alice.ok(http, "GET", "/api/v1/history")
+            mine = [o for o in page["orders"] if o["order_id"] == placed["order_id"]]
+            if mine and mine[0]["status"] == "FILLED":
+                break
+            await asyncio.sleep(0.5)
+        assert (mine[0]["status"], D(mine[0]["filled_quantity"]), mine[0]["symbol"]) == (
+            "FILLED", D(200), "ADA-USD")
 
 
 async def test_the_demo_runs_and_its_end_state_checks_pass(platform: dict[str, Any]) -> None:

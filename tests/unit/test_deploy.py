@@ -132,9 +132,14 @@ def test_the_router_reaches_the_fix_venue_which_keeps_stdin_and_its_store(
     assert service_port["port"] == container["ports"][0]["containerPort"] == int(settings["SocketAcceptPort"])
     assert {"name": "store", "mountPath": "/data"} in container["volumeMounts"]
     assert [t["metadata"]["name"] for t in venue["spec"]["volumeClaimTemplates"]] == ["store"]
-    (router,) = objects[("StatefulSet", "router")]["spec"]["template"]["spec"]["containers"]
+    router_set = objects[("StatefulSet", "router")]
+    (router,) = router_set["spec"]["template"]["spec"]["containers"]
     venues = json.loads(next(e["value"] for e in router["env"] if e["name"] == FIX_VENUES))
-    assert venues == {"FIX-EXEC": {"host": "fix-exec", "port": service_port["port"]}}
+    want = {"host": "fix-exec", "port": service_port["port"], "store": "/fix/FIX-EXEC"}
+    assert venues == {"FIX-EXEC": want}
+    # the router's side of the session (sequence numbers, sent messages) outlives its pod too
+    assert {"name": "fix", "mountPath": "/fix"} in router["volumeMounts"]
+    assert [t["metadata"]["name"] for t in router_set["spec"]["volumeClaimTemplates"]] == ["fix"]
 
 
 def compose_schema() -> dict[str, Any]:
@@ -164,8 +169,9 @@ def test_the_compose_file_validates_against_the_compose_spec() -> None:
     assert venue["stdin_open"] is True  # EOF on stdin ends the Executor
     assert any(v.endswith(":/data") for v in venue["volumes"])
     assert json.loads(services["router"]["environment"][FIX_VENUES]) == {
-        "FIX-EXEC": {"host": "fix-exec", "port": int(settings["SocketAcceptPort"])}
+        "FIX-EXEC": {"host": "fix-exec", "port": int(settings["SocketAcceptPort"]), "store": "/fix/FIX-EXEC"}
     }
+    assert "router-fix:/fix" in services["router"]["volumes"]  # the router's FIX store outlives it
     assert "fix-exec" in services["router"]["depends_on"]
     if (
         shutil.which("docker")

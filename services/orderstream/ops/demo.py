@@ -2,16 +2,17 @@
 
 Several traders, each a real WebSocket client of the gateway, are created and funded through
 the admin API. For `--seconds` they place a realistic mix around a mid price (limit orders on
-both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket and
-an order on the mock venue. A live line every second shows orders/s, acks, fills, the p50/p99
-from sending `order.place` to the order's first execution report, and the BTC-USD book top.
+both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket, an
+order on the mock venue and two on the FIX venue (ADA-USD, QuickFIX/J's Executor). A live line
+every second shows orders/s, acks, fills, the p50/p99 from sending `order.place` to the order's
+first execution report, and the BTC-USD book top.
 
 Then every open order is canceled and, once every order is final, the demo checks:
 - every trader's report sequence numbers arrived without a gap;
 - ledger: each trader's balance (free + held) from the gateway equals its deposits plus its
   fills minus its fees, exactly, and nothing is held any more;
-- conservation: across the traders, balances plus fees equal deposits plus what the mock
-  venue (an outside counterparty) paid in or took out;
+- conservation: across the traders, balances plus fees equal deposits plus what the external
+  venues (outside counterparties: the mock venue, the FIX venue) paid in or took out;
 - history: the MongoDB order history (collector) has every order with the status and filled
   quantity of its last report.
 Exit status 0 only when every check passes.
@@ -39,12 +40,13 @@ from orderstream.ops.client import ApiCallError, GatewayClient, Session
 from orderstream.ops.platform import load_credentials, run_dir
 
 FINAL = {"FILLED", "CANCELED", "REJECTED", "EXPIRED"}
-DEPOSITS = {"USD": D(2_000_000), "BTC": D(40), "ETH": D(400), "SOL": D(10_000)}
+DEPOSITS = {"USD": D(2_000_000), "BTC": D(40), "ETH": D(400), "SOL": D(10_000), "ADA": D(10_000)}
 MARKETS = {  # symbol: (mid, tick, lot, most lots per order)
     "BTC-USD": (D(30000), D("0.5"), D("0.0001"), 300),
     "ETH-USD": (D(2000), D("0.05"), D("0.001"), 400),
 }
 MOCK = ("SOL-USD", D(100), D("0.01"), D("0.01"))
+FIX = "ADA-USD"  # at the FIX venue (QuickFIX/J's Executor): marketable limits fill at its 0.50
 
 
 @dataclass
@@ -237,6 +239,10 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
             "price": str(MOCK[1]),
             "quantity": str(MOCK[3] * rng.randint(10, 100)),
         },
+        {"symbol": FIX, "side": "BUY", "order_type": "LIMIT", "price": "0.6",
+         "quantity": str(rng.randint(20, 100))},
+        {"symbol": FIX, "side": "SELL", "order_type": "LIMIT", "price": "0.45",
+         "quantity": str(rng.randint(20, 100))},
     ]
     end = next_at = time.monotonic() + seconds
     next_at -= seconds
@@ -308,7 +314,7 @@ def fills(trader: Trader) -> list[dict[str, Any]]:
 
 def expected_balances(trader: Trader, inside: set[str]) -> tuple[dict[str, D], dict[str, D], dict[str, D]]:
     """Deposits + fills - fees per asset; the fees; and what outside counterparties paid in (+) or took
-    (-): the mock venue, and any account not in this demo (a trade not in `inside`, the trade ids
+    (-): the external venues, and any account not in this demo (a trade not in `inside`, the trade ids
     both of whose sides are this demo's)."""
     balance: dict[str, D] = defaultdict(D, DEPOSITS)
     fees: dict[str, D] = defaultdict(D)
@@ -322,7 +328,7 @@ def expected_balances(trader: Trader, inside: set[str]) -> tuple[dict[str, D], d
                 qty, price = D(rep["last_fill_quantity"]), D(rep["last_fill_price"])
                 for asset, delta in ((base, sign * qty), (quote, -sign * qty * price)):
                     balance[asset] += delta
-                    if last.get("venue") == "MOCK" or rep.get("trade_id") not in inside:
+                    if last.get("venue") not in (None, "INTERNAL") or rep.get("trade_id") not in inside:
                         external[asset] += delta
         if last.get("fee_asset"):
             fees[last["fee_asset"]] += D(last["fees"])
@@ -429,7 +435,7 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
     outside = sum(1 for n in sides.values() if n == 1)
     if outside:
         print(
-            f"{outside} fills were against accounts outside this demo (or the mock venue); "
+            f"{outside} fills were against accounts outside this demo (or an external venue); "
             "conservation counts them as outside flows"
         )
     for t in traders:

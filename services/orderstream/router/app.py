@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from orderstream.common import records as r
@@ -31,9 +32,10 @@ from orderstream.common.rejections import command_rejected, submit_rejected
 from orderstream.common.state import Changes, Emit, StateStore
 from orderstream.router.domain.basket import finished, on_child_report, open_basket
 from orderstream.router.domain.risk import Exposure, Limits
+from orderstream.router.fixvenue import FixVenue
 from orderstream.router.mockvenue import MockVenue
 from orderstream.router.settings import RouterSettings
-from orderstream.router.venue import Resilient, VenueError, VenueEvent, VenueOrder, reason_of
+from orderstream.router.venue import Resilient, VenueAdapter, VenueError, VenueEvent, VenueOrder, reason_of
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +119,15 @@ class RouterWorker:
         self.instruments = Mirror(service, "ref.instruments", r.Instrument)
         self.kills = Mirror(service, "risk.commands", r.SetKillSwitch)
         self.tickers = Mirror(service, "md.ticker", r.Ticker)
+        adapters: list[VenueAdapter] = [MockVenue(name, cfg) for name, cfg in settings.mock_venues.items()]
+        self.fix_venues = {
+            name: FixVenue(name, cfg, Path(cfg.store or Path(settings.data_dir, "router", "fix", name)))
+            for name, cfg in settings.fix_venues.items()
+        }
+        adapters += self.fix_venues.values()
         self.venues = {
-            name: Resilient(MockVenue(name, cfg), settings.venue_attempts, settings.venue_backoff_s,
-                            settings.venue_timeout_s)
-            for name, cfg in settings.mock_venues.items()
+            a.name: Resilient(a, settings.venue_attempts, settings.venue_backoff_s, settings.venue_timeout_s)
+            for a in adapters
         }
         self.placing: dict[str, dict[str, Any]] = {}  # venue order docs known to this process
         self.unsure: set[str] = set()  # orders whose place failed ambiguously: ask the venue
@@ -132,6 +139,7 @@ class RouterWorker:
                 "venue_calls_in_flight": {n: v.in_flight for n, v in self.venues.items()},
                 "venue_orders_in_flight": len(self.placing),
                 "venue_orders_unsure": len(self.unsure),
+                "fix_sessions": {n: v.health() for n, v in self.fix_venues.items()},
             }
         )
 
@@ -272,6 +280,7 @@ class RouterWorker:
             doc["side"],
             Decimal(doc["quantity"]),
             None if doc["price"] is None else Decimal(doc["price"]),
+            doc["tif"],
         )
         try:
             await self.venues[doc["venue"]].place(order)

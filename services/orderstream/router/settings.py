@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 from pydantic_settings import SettingsConfigDict
 
 from orderstream.common.settings import ServiceSettings
+from orderstream.router.fixvenue import FixVenueConfig
 from orderstream.router.mockvenue import MockVenueConfig
 
 
@@ -40,6 +41,10 @@ class RouterSettings(ServiceSettings):
     mock_venues: dict[str, MockVenueConfig] = Field(
         default_factory=lambda: {"MOCK": MockVenueConfig()},
         description="Mock external venues by name (JSON); INTERNAL is the matcher.",
+    )
+    fix_venues: dict[str, FixVenueConfig] = Field(
+        default_factory=lambda: {"FIX-EXEC": FixVenueConfig()},
+        description="External venues over FIX 4.4 by name (JSON): host, port, CompIDs, credentials.",
     )
     venue_attempts: int = Field(5, ge=1, description="Tries of a venue call before giving up.")
     venue_backoff_s: float = Field(0.05, gt=0, description="First retry delay; doubles per try.")

@@ -29,6 +29,7 @@ class VenueOrder:
     side: str  # BUY / SELL
     quantity: Decimal
     price: Decimal | None  # None: market
+    time_in_force: str = "GTC"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ REASONS = {  # venue error code -> our reason code
     "UNKNOWN_ORDER": "UNKNOWN_ORDER",
     "TOO_LATE_TO_CANCEL": "TOO_LATE_TO_CANCEL",
     "UNAVAILABLE": "VENUE_UNAVAILABLE",
+    "UNKNOWN_SYMBOL": "UNKNOWN_SYMBOL",
+    "CANCEL_UNSUPPORTED": "VENUE_CANCEL_UNSUPPORTED",
+    "CANCEL_REJECTED": "VENUE_CANCEL_REJECTED",
+    "CANCEL_PENDING": "CANCEL_PENDING",
+    "NOT_DELIVERED": "VENUE_NOT_DELIVERED",
 }
 
 
