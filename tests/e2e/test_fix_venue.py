@@ -172,6 +172,22 @@ async def test_an_order_fills_at_the_executor_settles_exactly_and_a_refused_canc
         assert [(x.status.value, x.reason) for x in stack.reports(rest.order_id)] == [
             ("ACCEPTED", None), ("ACCEPTED", "VENUE_CANCEL_UNSUPPORTED")]
         assert stack.balances()[("A", "USD")] == (D("909.82"), D("40.08"))
+
+        # a replace goes out as OrderCancelReplaceRequest: refused the same way, and the extra
+        # collateral held for it is given back
+        await stack.send("order.commands", "A", r.ReplaceOrder(
+            command_id=f"rp-{stack.ids()}", ts_event=rest.ts_event, account_id="A", order_id=rest.order_id,
+            client_order_id=rest.client_order_id, symbol="ADA-USD", quantity=D(150), price=None))
+
+        def replace_refused() -> r.OrderRejected | None:
+            return next((e for e in stack.seen["order.events"] if isinstance(e, r.OrderRejected)
+                         and e.order_id == rest.order_id and e.rejected_command == "ReplaceOrder"), None)
+
+        refused = await stack.until("the replace's refusal", replace_refused)
+        assert refused.reason == "VENUE_REPLACE_UNSUPPORTED"
+        assert "FIX-EXEC refused the replace: Unsupported Message Type" in refused.message
+        held = (D("909.82"), D("40.08"))
+        await stack.until("the hold back", lambda: stack.balances()[("A", "USD")] == held)
         assert not any(stack.dead_letters().values())
 
 

@@ -18,6 +18,7 @@ import pytest
 from orderstream.ops.client import GatewayClient, Session
 from orderstream.ops.platform import SETTINGS
 from tests.conftest import Infra
+from tests.fix_client import FixClient, now
 from tests.fix_executor import Executor
 from tests.kafka_tools import ROOT, free_port, unique_prefix
 
@@ -56,6 +57,7 @@ async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> As
     venue = Executor(tmp / "executor", free_port())  # the FIX venue of ADA-USD, fresh like the router
     venue.start()
     env["ORDERSTREAM_ROUTER_FIX_VENUES"] = json.dumps({"FIX-EXEC": {"port": venue.port}})
+    env["ORDERSTREAM_GATEWAY_FIX_PORT"] = str(free_port())
     started = orderstream(env, "up")
     try:
         assert started.returncode == 0, started.stdout + started.stderr
@@ -66,6 +68,7 @@ async def platform(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> As
             "base": f"http://127.0.0.1:{env['ORDERSTREAM_GATEWAY_WEB_PORT']}",
             "creds": creds,
             "run": tmp / "run",
+            "fix_port": int(env["ORDERSTREAM_GATEWAY_FIX_PORT"]),
         }
     finally:
         stopped = orderstream(env, "down")
@@ -283,3 +286,103 @@ async def test_a_gateway_killed_mid_stream_loses_no_order_and_places_none_twice(
         assert await held() == held_before + len(cids) * D("1.002")
         for oid in order_ids:
             await alice.ok(http, "DELETE", f"/api/v1/orders/{oid}")
+
+
+def is_report(cl_ord_id: str, exec_type: str) -> Any:
+    return lambda m: m.msg_type == "8" and m.get(11) == cl_ord_id and m.get(150) == exec_type
+
+
+async def test_fix_order_entry_trades_and_a_dropped_client_gets_its_reports_by_resend(
+    platform: dict[str, Any],
+) -> None:
+    """A FIX 4.4 client over TCP: logon, place, replace, status, cancel, refusals; then an order
+    that trades while its TCP connection is dropped, whose reports come back by ResendRequest."""
+    creds = platform["creds"]["accounts"]["alice"]
+    fix = FixClient(platform["fix_port"], creds["key_id"])
+    await fix.connect()
+    refused = await fix.logon("not-the-secret")
+    assert refused.msg_type == "5" and "wrong Password" in (refused.get(58) or "")
+    fix.next_out = 1
+    await fix.connect()
+    assert (await fix.logon(creds["secret"])).msg_type == "A"
+    t = uuid.uuid4().hex[:6]
+    order = [(21, "1"), (55, "BTC-USD"), (54, "1"), (60, now()), (40, "2"), (59, "1")]
+    fix.send("D", [(11, f"{t}-1"), *order, (38, "0.01"), (44, "20000")])
+    new = await fix.until(is_report(f"{t}-1", "0"))
+    assert (new.get(39), new.get(38), new.get(44), new.get(151)) == ("0", "0.01", "20000", "0.01")
+    order_id = new.require(37)
+
+    fix.send("G", [(41, f"{t}-1"), (11, f"{t}-2"), *order, (38, "0.02"), (44, "20001")])
+    replaced = await fix.until(is_report(f"{t}-2", "5"))
+    assert (replaced.get(41), replaced.get(37), replaced.get(38), replaced.get(44)) == (
+        f"{t}-1", order_id, "0.02", "20001")
+    fix.send("H", [(11, f"{t}-2"), (790, f"{t}-q"), (55, "BTC-USD"), (54, "1")])
+    status = await fix.until(lambda m: m.msg_type == "8" and m.get(150) == "I")
+    assert (status.get(37), status.get(790)) == (order_id, f"{t}-q")
+    fix.send("F", [(41, f"{t}-2"), (11, f"{t}-3"), (55, "BTC-USD"), (54, "1"), (60, now()), (38, "0.02")])
+    canceled = await fix.until(is_report(f"{t}-3", "4"))
+    assert (canceled.get(41), canceled.get(39), canceled.get(151)) == (f"{t}-2", "4", "0")
+
+    fix.send("F", [(41, f"{t}-404"), (11, f"{t}-4"), (55, "BTC-USD"), (54, "1"), (60, now()), (38, "1")])
+    no_such = await fix.until(lambda m: m.msg_type == "9")
+    assert (no_such.get(11), no_such.get(102), no_such.get(434)) == (f"{t}-4", "1", "1")
+    assert f"no order with ClOrdID {t}-404" in (no_such.get(58) or "")
+    bad_side = fix.send("D", [(11, f"{t}-5"), *[(k, "Z" if k == 54 else v) for k, v in order], (38, "1"),
+                              (44, "1")])
+    reject = await fix.until(lambda m: m.msg_type == "3")
+    assert (reject.get(45), reject.get(371), reject.get(373)) == (str(bad_side), "54", "5")
+    fix.send("D", [(11, f"{t}-6"), *[(k, "NOPE-USD" if k == 55 else v) for k, v in order], (38, "1"),
+                   (44, "1")])
+    unknown = await fix.until(is_report(f"{t}-6", "8"))
+    assert "NOPE-USD" in (unknown.get(58) or "") and unknown.get(39) == "8"
+
+    # bob rests a sell; alice's crossing buy goes out and her connection dies at once
+    bob = client(platform, "bob")
+    async with aiohttp.ClientSession() as http:
+        await bob.ok(http, "POST", "/api/v1/orders", {
+            "client_order_id": f"{t}-bob", "symbol": "BTC-USD", "side": "SELL", "quantity": "0.01",
+            "price": "29000"})
+        await asyncio.sleep(1)
+        last_seen = max(int(line.split("|34=")[1].split("|")[0]) for line in fix.transcript
+                        if line.startswith("<"))
+        fix.send("D", [(11, f"{t}-7"), *order, (38, "0.01"), (44, "29000")])
+        await fix.drop()
+        alice = client(platform, "alice")
+        for _ in range(120):  # the order trades while alice is away
+            got = await alice.ok(http, "GET", "/api/v1/history")
+            if any(o["client_order_id"] == f"{t}-7" and o["status"] == "FILLED" for o in got["orders"]):
+                break
+            await asyncio.sleep(0.5)
+    await fix.connect()
+    back = await fix.logon(creds["secret"])
+    assert back.msg_type == "A" and back.seq > last_seen + 1  # the gateway kept what it owes us
+    fix.send("2", [(7, last_seen + 1), (16, 0)])
+    fill = await fix.until(is_report(f"{t}-7", "F"))
+    assert fill.poss_dup and fill.get(122)
+    assert (fill.get(32), fill.get(31), fill.get(39)) == ("0.01", "29000", "2")
+    fix.send("5", [(58, "bye")])
+    await fix.until(lambda m: m.msg_type == "5")
+    assert not fix.problems, fix.problems  # nothing received breaks the FIX 4.4 dictionary
+    print("\n".join(fix.transcript))
+
+
+async def test_fix_json_over_websocket(platform: dict[str, Any]) -> None:
+    creds = platform["creds"]["accounts"]["bob"]
+    t = uuid.uuid4().hex[:6]
+    header = {"BeginString": "FIX.4.4", "SenderCompID": creds["key_id"], "TargetCompID": "ORDERSTREAM"}
+    async with aiohttp.ClientSession() as http, http.ws_connect(platform["base"] + "/fix") as ws:
+        await ws.send_json({"Header": {**header, "MsgType": "A", "MsgSeqNum": "1", "SendingTime": now()},
+                            "Body": {"EncryptMethod": "0", "HeartBtInt": "30", "ResetSeqNumFlag": "Y",
+                                     "Username": creds["key_id"], "Password": creds["secret"]}})
+        logon = await ws.receive_json(timeout=30)
+        assert logon["Header"]["MsgType"] == "A" and logon["Body"]["HeartBtInt"] == "30"
+        await ws.send_json({"Header": {**header, "MsgType": "D", "MsgSeqNum": "2", "SendingTime": now()},
+                            "Body": {"ClOrdID": f"{t}-j", "HandlInst": "1", "Symbol": "ETH-USD", "Side": "2",
+                                     "TransactTime": now(), "OrderQty": "0.01", "OrdType": "2",
+                                     "Price": "5000", "TimeInForce": "1"}})
+        while True:
+            frame = await ws.receive_json(timeout=30)
+            if frame["Header"]["MsgType"] == "8" and frame["Body"].get("ClOrdID") == f"{t}-j":
+                break
+        body = frame["Body"]
+        assert (body["ExecType"], body["OrdStatus"], body["Price"]) == ("0", "0", "5000")

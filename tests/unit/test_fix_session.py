@@ -56,7 +56,7 @@ class App:
     def on_not_resent(self, session: Session, msg: Message) -> None:
         self.not_resent.append(msg)
 
-    def authenticate(self, session: Session, logon: Message) -> str | None:
+    async def authenticate(self, session: Session, logon: Message) -> str | None:
         if logon.get(553) != "alice" or logon.get(554) != self.password:
             return "bad username or password"
         return None
@@ -99,7 +99,10 @@ class Ends:
 
     async def listen(self) -> None:
         server = self.server or self.new_server()
-        acceptor = Acceptor(lambda ours, theirs: server if (ours, theirs) == ("EXEC", "CLIENT") else None)
+        async def lookup(ours: str, theirs: str) -> Session | None:
+            return server if (ours, theirs) == ("EXEC", "CLIENT") else None
+
+        acceptor = Acceptor(lookup)
         self.listener = await asyncio.start_server(acceptor.serve, "127.0.0.1", self.port)
         self.port = self.listener.sockets[0].getsockname()[1]
 

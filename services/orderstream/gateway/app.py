@@ -40,6 +40,7 @@ from orderstream.common.records import ALL_RECORDS
 from orderstream.gateway import api, payload
 from orderstream.gateway.auth import Keys, Principal, Replays, Verifier
 from orderstream.gateway.errors import ApiError, validation_error
+from orderstream.gateway.fixentry import FixEntry
 from orderstream.gateway.inflight import InFlight
 from orderstream.gateway.ratelimit import SharedBuckets
 from orderstream.gateway.settings import GatewaySettings
@@ -116,6 +117,9 @@ class Gateway:
         self.producer: AIOKafkaProducer | None = None
         self.submitter = Submitter(self.orders, self.send_batch, self.placed, settings.resend_within_s)
         self.connections: dict[str, set[Connection]] = {}
+        # per account: who else hears its execution reports (FIX order entry sessions)
+        self.report_sinks: dict[str, set[Callable[[r.ExecutionReport], Awaitable[None]]]] = {}
+        self.fix = FixEntry(self)
         self.tasks: list[asyncio.Task[None]] = []
 
     async def placed(self, order_ids: list[str]) -> set[str]:
@@ -159,8 +163,10 @@ class Gateway:
             loop.create_task(self.submitter.run()),
             loop.create_task(self._forget_signatures()),
         ]
+        await self.fix.start()
 
     async def stop(self, _: web.Application) -> None:
+        await self.fix.stop()
         for task in self.tasks:
             task.cancel()
         if self.producer is not None:
@@ -198,7 +204,8 @@ class Gateway:
                         account = msg.key.decode(errors="replace") if msg.key is not None else ""
                         listeners = [c for c in self.connections.get(account, ()) if c.user_stream]
                         waiting = msg.topic == reports and account in self.outstanding.by_account
-                        if not listeners and not waiting:
+                        sinks = self.report_sinks.get(account, ()) if msg.topic == reports else ()
+                        if not listeners and not waiting and not sinks:
                             continue
                         try:
                             event = self.codec.decode(msg.value)
@@ -209,6 +216,9 @@ class Gateway:
                             self.outstanding.reported(account, event.order_id)
                         if listeners:
                             await self._push_user(event, listeners)
+                        if isinstance(event, r.ExecutionReport):
+                            for sink in list(sinks):
+                                await sink(event)
         finally:
             await consumer.stop()
 
@@ -955,6 +965,7 @@ async def healthz(request: web.Request) -> web.Response:
             "orders_in_flight": gw.outstanding.count,
             "orders_refused_busy": gw.outstanding.refused,
             "orders_in_flight_expired": gw.outstanding.expired,
+            "fix_sessions": gw.fix.health(),
         },
         status=200 if gw.instruments.ready.is_set() else 503,
     )
@@ -1002,6 +1013,7 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     ):
         app.router.add_get(path, rest(op, name, body=False, query=True, with_request_id=False))
     app.router.add_get("/ws", websocket)
+    app.router.add_get("/fix", gw.fix.websocket)
     return app
 
 

@@ -52,3 +52,6 @@ class GatewaySettings(ServiceSettings):
     )
     ws_send_queue: int = Field(1000, ge=1, description="Messages queued per connection before it is dropped.")
     ws_heartbeat_s: float = Field(20.0, gt=0, description="WebSocket ping interval.")
+    fix_port: int = Field(9878, ge=0, le=65535, description="FIX 4.4 order entry over TCP; 0 turns it off.")
+    fix_comp_id: str = Field("ORDERSTREAM", min_length=1, description="Our CompID for FIX order entry.")
+    fix_heartbeat_s: int = Field(30, ge=1, description="Heartbeat asked of FIX clients that name none.")

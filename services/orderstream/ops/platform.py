@@ -385,6 +385,10 @@ def up(_: argparse.Namespace) -> int:
     say("Orderstream is up.")
     say(f"  REST       {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json)")
     say(f"  WebSocket  {base.replace('http', 'ws')}/ws")
+    fix_port = env.get("ORDERSTREAM_GATEWAY_FIX_PORT", "9878")
+    if fix_port != "0":
+        say(f"  FIX 4.4    tcp://127.0.0.1:{fix_port} (TargetCompID ORDERSTREAM; SenderCompID = Username"
+            f" = key id, Password = secret), FIX JSON at {base.replace('http', 'ws')}/fix")
     say(f"  keys       {folder / 'credentials.json'} (admin, alice, bob)")
     say("  next       make demo   |   make status   |   make down")
     return 0

@@ -79,6 +79,10 @@ def venue_record(ev: VenueEvent, doc: dict[str, Any], venue: str, sequence: int,
             liquidity=r.Liquidity.TAKER,
             counterparty_account_id=None,
         )
+    if ev.kind == "REPLACED":
+        assert ev.quantity is not None and ev.leaves is not None
+        return r.OrderReplaced(**head, quantity=ev.quantity, price=price if ev.price is None else ev.price,
+                               leaves_quantity=ev.leaves, priority_kept=False)
     if ev.kind == "CANCELED":
         return r.OrderCanceled(
             **head, canceled_quantity=ev.quantity or Decimal(0), reason=ev.code or "CANCELED"
@@ -93,6 +97,17 @@ def venue_record(ev: VenueEvent, doc: dict[str, Any], venue: str, sequence: int,
         quantity=Decimal(doc["quantity"]),
         price=price,
     )
+
+
+INTENTS: dict[type, str] = {r.CancelOrder: "cancel", r.ReplaceOrder: "replace"}
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _dec(value: str | None) -> Decimal | None:
+    return None if value is None else Decimal(value)
 
 
 def load_exposure(changes: Changes, account_id: str, order_ids: Sequence[str]) -> Exposure:
@@ -228,7 +243,8 @@ class RouterWorker:
             if isinstance(cmd, r.CancelOrder | r.ReplaceOrder):
                 if venue_doc is None:
                     return [Emit("match.commands", cmd.symbol, cmd)]
-                if isinstance(cmd, r.ReplaceOrder):
+                venue = self.venues.get(venue_doc["venue"])
+                if isinstance(cmd, r.ReplaceOrder) and (venue is None or not venue.adapter.supports_replace):
                     return [
                         Emit(
                             ORDER_EVENTS,
@@ -243,8 +259,11 @@ class RouterWorker:
                     ]
                 doc = changes.get(f"v|{cmd.account_id}|{cmd.order_id}")
                 if doc is not None:  # the intent, stored before the venue is called
-                    doc["cancel"] = {"command_id": cmd.command_id, "ts": cmd.ts_event,
-                                     "client_order_id": cmd.client_order_id}
+                    intent: dict[str, Any] = {"command_id": cmd.command_id, "ts": cmd.ts_event,
+                                              "client_order_id": cmd.client_order_id}
+                    if isinstance(cmd, r.ReplaceOrder):
+                        intent |= {"quantity": _text(cmd.quantity), "price": _text(cmd.price)}
+                    doc[INTENTS[type(cmd)]] = intent
                     changes.put(f"v|{cmd.account_id}|{cmd.order_id}", doc)
                 return []  # the venue is called after the step; its answer comes back as an event
             orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
@@ -261,12 +280,13 @@ class RouterWorker:
         applied = await self.state.apply(f"order.funded:{cmd.command_id}", step, delivery.partition)
         if not applied:
             return
-        if to_place or (isinstance(cmd, r.CancelOrder) and venue_doc is not None):
+        amend = isinstance(cmd, r.CancelOrder | r.ReplaceOrder) and venue_doc is not None
+        if to_place or amend:
             await self.state.flush()  # the step is stored before the venue hears of it
-        if isinstance(cmd, r.CancelOrder) and venue_doc is not None:
+        if amend:
             stored = self.state.docs().get(f"v|{cmd.account_id}|{cmd.order_id}")
-            if stored is not None:
-                await self._cancel_at_venue(stored)
+            if stored is not None and INTENTS[type(cmd)] in stored:
+                await self._amend_at_venue(stored, INTENTS[type(cmd)])
         for doc in to_place:
             await self._place(doc)
 
@@ -297,26 +317,33 @@ class RouterWorker:
                 ),
             )
 
-    async def _cancel_at_venue(self, doc: dict[str, Any]) -> None:
-        """Send the cancel stored in `doc`; a refusal goes through venue.events, which clears the
-        stored cancel and tells the client; an unanswered one stays stored for reconcile."""
-        intent = doc["cancel"]
-        cmd = r.CancelOrder(command_id=intent["command_id"], ts_event=intent["ts"],
-                            account_id=doc["account_id"], order_id=doc["order_id"],
-                            client_order_id=intent["client_order_id"], symbol=doc["symbol"])
-        self.cancelling.add(cmd.order_id)
+    async def _amend_at_venue(self, doc: dict[str, Any], kind: str) -> None:
+        """Send the cancel or replace stored in `doc`; a refusal goes through venue.events, which
+        clears the stored intent and tells the client; an unanswered one stays stored for reconcile."""
+        intent = doc[kind]
+        head = {"command_id": intent["command_id"], "ts_event": intent["ts"], "account_id": doc["account_id"],
+                "order_id": doc["order_id"], "client_order_id": intent["client_order_id"],
+                "symbol": doc["symbol"]}
+        cmd: r.CancelOrder | r.ReplaceOrder
+        venue = self.venues[doc["venue"]]
+        self.cancelling.add(doc["order_id"])
         try:
-            await self.venues[doc["venue"]].cancel(cmd.order_id)
+            if kind == "cancel":
+                cmd = r.CancelOrder(**head)
+                await venue.cancel(cmd.order_id)
+            else:
+                cmd = r.ReplaceOrder(**head, quantity=_dec(intent["quantity"]), price=_dec(intent["price"]))
+                await venue.replace(cmd.order_id, cmd.quantity, cmd.price)
         except VenueError as exc:
             if exc.ambiguous:
-                log.warning("venue cancel not answered; it will be sent again",
-                            extra={"order_id": cmd.order_id, "venue": doc["venue"], "error": str(exc)})
+                log.warning(f"venue {kind} not answered; it will be sent again",
+                            extra={"order_id": doc["order_id"], "venue": doc["venue"], "error": str(exc)})
                 return
             await self.outputs[VENUE_EVENTS].send(
                 cmd.account_id, command_rejected(cmd, reason_of(exc.code), exc.message, "venue")
             )
         finally:
-            self.cancelling.discard(cmd.order_id)
+            self.cancelling.discard(doc["order_id"])
 
     async def _venue_event(self, doc: dict[str, Any], ev: VenueEvent) -> None:
         rec = venue_record(
@@ -341,8 +368,9 @@ class RouterWorker:
 
         def step(changes: Changes) -> list[Emit]:
             doc = changes.get(key)
-            if isinstance(e, r.OrderRejected) and e.rejected_command == "CancelOrder":
-                if doc is not None and doc.pop("cancel", None) is not None:
+            if isinstance(e, r.OrderRejected) and e.rejected_command in ("CancelOrder", "ReplaceOrder"):
+                kind = "cancel" if e.rejected_command == "CancelOrder" else "replace"
+                if doc is not None and doc.pop(kind, None) is not None:
                     changes.put(key, doc)
                 return [Emit(ORDER_EVENTS, e.account_id, e)]  # the order itself is unchanged
             if doc is None or e.sequence <= doc["vseq"]:
@@ -351,6 +379,9 @@ class RouterWorker:
                 return []  # made up for an order that was never accepted: the REJECTED one covers it
             doc["vseq"] = e.sequence
             doc["seq"] += 1
+            if isinstance(e, r.OrderReplaced):
+                doc.pop("replace", None)
+                doc["quantity"], doc["price"] = str(e.quantity), _text(e.price)
             out = e.model_copy(update={"sequence": doc["seq"], "event_id": f"{e.event_id}:o"})
             if isinstance(e, r.OrderCanceled | r.OrderRejected) or (
                 isinstance(e, r.OrderFilled) and e.leaves_quantity == 0
@@ -421,8 +452,8 @@ class RouterWorker:
             order_id = doc["order_id"]
             reconnects = venue.adapter.reconnects()
             known = order_id in self.placing and order_id not in self.unsure
-            cancel = "cancel" in doc and order_id not in self.cancelling
-            if known and not cancel and self.seen_reconnects.get(doc["venue"]) == reconnects:
+            amends = [k for k in ("cancel", "replace") if k in doc and order_id not in self.cancelling]
+            if known and not amends and self.seen_reconnects.get(doc["venue"]) == reconnects:
                 continue
             try:
                 events = await venue.status(order_id)
@@ -448,8 +479,8 @@ class RouterWorker:
                 await self._venue_event(doc, ev)
             done = any(ev.kind in ("CANCELED", "REJECTED") or (ev.kind == "FILLED" and ev.leaves == 0)
                        for ev in events)
-            if cancel and not done:
-                await self._cancel_at_venue(doc)
+            if amends and not done:  # one at a time: a cancel first, a replace the next round
+                await self._amend_at_venue(doc, amends[0])
         for name, venue in self.venues.items():
             self.seen_reconnects[name] = venue.adapter.reconnects()
 

@@ -1,13 +1,15 @@
 """An external venue over FIX 4.4: the router's initiator session to a FIX acceptor.
 
 Orders go out as NewOrderSingle (ClOrdID = our order id), cancels as
-OrderCancelRequest (ClOrdID `<order id>:c<n>`, OrigClOrdID the order), status
-questions as OrderStatusRequest. What comes back becomes venue events:
+OrderCancelRequest (ClOrdID `<order id>:c<n>`), replaces as
+OrderCancelReplaceRequest (ClOrdID `<order id>:r<n>`; OrigClOrdID is the order's
+ClOrdID of the moment: after a replace, the replace's), status questions as
+OrderStatusRequest. What comes back becomes venue events:
 
     ExecutionReport  ExecType 0 New -> ACCEPTED, 1/2/F with LastQty -> FILLED (fill
-                     id `<venue>-<order id>-<ExecID>`), 4 Canceled / C Expired ->
-                     CANCELED, 8 Rejected -> REJECTED (OrdRejReason -> code)
-    OrderCancelReject            -> the cancel call fails (CxlRejReason -> code)
+                     id `<venue>-<order id>-<ExecID>`), 5 Replaced -> REPLACED,
+                     4 Canceled / C Expired -> CANCELED, 8 Rejected -> REJECTED
+    OrderCancelReject            -> the cancel or replace fails (CxlRejReason -> code)
     BusinessMessageReject, Reject -> the call it refers to (RefSeqNum) fails: a
                      refused order is REJECTED, a refused cancel tells the client why
 
@@ -83,6 +85,8 @@ class FixVenueConfig(BaseModel):
 
 
 class FixVenue:
+    supports_replace = True
+
     def __init__(self, name: str, config: FixVenueConfig, folder: Path) -> None:
         self.name = name
         self.config = config
@@ -99,6 +103,7 @@ class FixVenue:
         self.events_of: dict[str, list[VenueEvent]] = defaultdict(list)
         self.exec_ids: set[tuple[str, str]] = set()
         self.sent: dict[str, Message] = {}  # our order id -> the NewOrderSingle
+        self.current: dict[str, tuple[str, Decimal]] = {}  # order id -> (ClOrdID, OrderQty) after replaces
         self.by_seq: dict[int, str] = {}  # our MsgSeqNum -> the ClOrdID/request id it carried
         self.requests: dict[str, int] = defaultdict(int)  # cancels and status questions per order
         self.waiting: dict[str, list[asyncio.Future[Message]]] = defaultdict(list)
@@ -117,7 +122,7 @@ class FixVenue:
         if m.msg_type == "D":
             self.sent[clord] = m
             self.by_seq[seq] = clord
-        elif m.msg_type in ("F", "H"):
+        elif m.msg_type in ("F", "G", "H"):
             key = m.get(790) or clord if m.msg_type == "H" else clord
             self.by_seq[seq] = key
             self.requests[_order_of(key)] += 1
@@ -136,6 +141,8 @@ class FixVenue:
                        if e["e"]["ts"] < cutoff and (e["e"]["kind"] in DONE or e["e"]["leaves"] == "0")}
         kept = [e for e in entries if e["e"]["order_id"] not in done_before]
         for e in kept:
+            if e["e"]["kind"] == "REPLACED":
+                self.current[e["e"]["order_id"]] = (e["c"], Decimal(e["e"]["quantity"]))
             fields = e["e"]
             for k in ("quantity", "price", "leaves"):
                 fields[k] = None if fields[k] is None else Decimal(fields[k])
@@ -147,11 +154,14 @@ class FixVenue:
             tmp.write_text("".join(json.dumps(e, default=str) + "\n" for e in kept))
             tmp.replace(self.journal)
 
-    def _event(self, order_id: str, exec_id: str, kind: str, **fields: Any) -> None:
+    def _event(self, order_id: str, exec_id: str, kind: str, clord: str = "", **fields: Any) -> None:
         if (order_id, exec_id) in self.exec_ids:
             return  # resent (PossDupFlag) or seen before a restart
         ev = VenueEvent(order_id, len(self.events_of[order_id]) + 1, kind, time.time_ns(), **fields)
-        self._journal.write(json.dumps({"x": exec_id, "e": asdict(ev)}, default=str) + "\n")
+        if kind == "REPLACED":
+            assert ev.quantity is not None
+            self.current[order_id] = (clord, ev.quantity)
+        self._journal.write(json.dumps({"x": exec_id, "c": clord, "e": asdict(ev)}, default=str) + "\n")
         self._journal.flush()
         self.exec_ids.add((order_id, exec_id))
         self.events_of[order_id].append(ev)
@@ -165,7 +175,7 @@ class FixVenue:
     async def on_logout(self, session: Session) -> None:
         log.warning("fix venue logged out", extra={"venue": self.name})
 
-    def authenticate(self, session: Session, logon: Message) -> str | None:
+    async def authenticate(self, session: Session, logon: Message) -> str | None:
         return None  # an initiator is not asked to log anyone on
 
     def on_not_resent(self, session: Session, msg: Message) -> None:
@@ -214,10 +224,13 @@ class FixVenue:
         if exec_type in FILLS and last_qty:
             self._event(order_id, exec_id, "FILLED", fill_id=f"{self.name}-{order_id}-{exec_id}",
                         quantity=msg.decimal(32), price=msg.decimal(31), leaves=leaves)
+        elif exec_type == "5":
+            self._event(order_id, exec_id, "REPLACED", clord=clord, quantity=msg.decimal(38),
+                        price=msg.decimal(44), leaves=leaves)
         elif exec_type in ("4", "C"):
-            sent = self.sent[order_id].decimal(38) or Decimal(0)
+            quantity = msg.decimal(38) or self._clord_and_qty(order_id)[1]
             cum = msg.decimal(14) or Decimal(0)
-            self._event(order_id, exec_id, "CANCELED", quantity=sent - cum, leaves=Decimal(0),
+            self._event(order_id, exec_id, "CANCELED", quantity=quantity - cum, leaves=Decimal(0),
                         code="EXPIRED" if exec_type == "C" else None)
         elif exec_type == "0" or (exec_type in FILLS and msg.get(39) == "0"):
             # QuickFIX/J's example Executor reports New with ExecType 2 and OrdStatus 0, no LastQty
@@ -271,38 +284,68 @@ class FixVenue:
         body.append((59, TIFS.get(order.time_in_force, "1")))
         await self._ask(order.order_id, "D", body)
 
-    async def cancel(self, order_id: str) -> None:
+    def _clord_and_qty(self, order_id: str) -> tuple[str, Decimal]:
+        return self.current.get(order_id) or (order_id, self.sent[order_id].decimal(38) or Decimal(0))
+
+    def _sent(self, order_id: str) -> Message:
         sent = self.sent.get(order_id)
         if sent is None:
             raise VenueError("UNKNOWN_ORDER", f"{self.name} never received order {order_id}", transient=False)
+        return sent
+
+    async def cancel(self, order_id: str) -> None:
+        sent = self._sent(order_id)
+        clord, quantity = self._clord_and_qty(order_id)
         self.requests[order_id] += 1
         cancel_id = f"{order_id}:c{self.requests[order_id]}"
         answer = await self._ask(cancel_id, "F", [
-            (41, order_id), (11, cancel_id), (55, sent.require(55)), (54, sent.require(54)),
-            (60, utc_now()), (38, sent.require(38)),
+            (41, clord), (11, cancel_id), (55, sent.require(55)), (54, sent.require(54)),
+            (60, utc_now()), (38, quantity),
         ])
+        self._refused("cancel", answer)
+
+    async def replace(self, order_id: str, quantity: Decimal | None, price: Decimal | None) -> None:
+        sent = self._sent(order_id)
+        clord, current = self._clord_and_qty(order_id)
+        self.requests[order_id] += 1
+        replace_id = f"{order_id}:r{self.requests[order_id]}"
+        body: list[tuple[int, object]] = [
+            (41, clord), (11, replace_id), (21, "1"), (55, sent.require(55)), (54, sent.require(54)),
+            (60, utc_now()), (38, quantity if quantity is not None else current), (40, sent.require(40)),
+        ]
+        if sent.get(40) == "2":
+            body.append((44, price if price is not None else self._price(order_id)))
+        self._refused("replace", await self._ask(replace_id, "G", body))
+
+    def _price(self, order_id: str) -> str:
+        replaced = [e for e in self.events_of.get(order_id, []) if e.kind == "REPLACED" and e.price]
+        return format(replaced[-1].price, "f") if replaced else self.sent[order_id].require(44)
+
+    def _refused(self, what: str, answer: Message) -> None:
+        """Nothing when the venue carried out the cancel or replace (its report is an event);
+        else the VenueError that tells the client why not."""
         t = answer.msg_type
         if t == "8":
             return
         text = answer.get(58) or "no reason given"
+        upper = what.upper()
         if t == "9":
-            raise VenueError(CXL_REJ.get(answer.get(102) or "", "CANCEL_REJECTED"),
-                             f"{self.name} refused the cancel: {text}", transient=False)
+            raise VenueError(CXL_REJ.get(answer.get(102) or "", f"{upper}_REJECTED"),
+                             f"{self.name} refused the {what}: {text}", transient=False)
         if t == "j":
-            raise VenueError("CANCEL_UNSUPPORTED" if answer.get(380) == "3" else "CANCEL_REJECTED",
-                             f"{self.name} refused the cancel: {text}", transient=False)
-        raise VenueError("FIX_REJECT", f"{self.name} rejected the cancel message: {text}", transient=False)
+            raise VenueError(f"{upper}_UNSUPPORTED" if answer.get(380) == "3" else f"{upper}_REJECTED",
+                             f"{self.name} refused the {what}: {text}", transient=False)
+        raise VenueError("FIX_REJECT", f"{self.name} rejected the {what} message: {text}", transient=False)
 
     async def status(self, order_id: str) -> list[VenueEvent]:
-        sent = self.sent.get(order_id)
-        if sent is None:
-            raise VenueError("UNKNOWN_ORDER", f"{self.name} never received order {order_id}", transient=False)
+        sent = self._sent(order_id)
         if self.status_supported and self.session.logged_on:
             self.requests[order_id] += 1
             request_id = f"{order_id}:s{self.requests[order_id]}"
             try:
                 answer = await self._ask(request_id, "H", [
-                    (790, request_id), (11, order_id), (55, sent.require(55)), (54, sent.require(54)),
+                    (790, request_id), (11, self._clord_and_qty(order_id)[0]), (55, sent.require(55)),
+                    (54, sent.require(54)),
                 ], self.config.status_timeout_s)
             except TimeoutError:
                 answer = None

@@ -59,6 +59,8 @@ class _Order:
 class MockVenue:
     """The venue and its adapter in one: calls go straight to the simulated exchange."""
 
+    supports_replace = False  # the router refuses a replace of its orders: cancel instead
+
     def __init__(self, name: str, config: MockVenueConfig) -> None:
         self.name = name
         self.config = config
@@ -178,6 +180,10 @@ class MockVenue:
         o.done = True
         self._emit(o, "CANCELED", quantity=o.order.quantity - o.filled, leaves=Decimal(0))
         await self._answer()
+
+    async def replace(self, order_id: str, quantity: Decimal | None, price: Decimal | None) -> None:
+        raise VenueError("REPLACE_UNSUPPORTED", f"{self.name} cannot replace; cancel instead",
+                         transient=False)
 
     async def status(self, order_id: str) -> list[VenueEvent]:
         await self._call()

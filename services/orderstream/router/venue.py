@@ -38,7 +38,7 @@ class VenueEvent:
 
     order_id: str
     venue_seq: int
-    kind: str  # ACCEPTED, FILLED, CANCELED, REJECTED
+    kind: str  # ACCEPTED, FILLED, REPLACED, CANCELED, REJECTED
     ts: int
     fill_id: str | None = None
     quantity: Decimal | None = None
@@ -59,10 +59,15 @@ class VenueError(Exception):
 
 class VenueAdapter(Protocol):
     name: str
+    supports_replace: bool
 
     async def place(self, order: VenueOrder) -> None: ...
 
     async def cancel(self, order_id: str) -> None: ...
+
+    async def replace(self, order_id: str, quantity: Decimal | None, price: Decimal | None) -> None:
+        """Change an open order; its outcome comes back as a REPLACED event (or a VenueError)."""
+        ...
 
     async def status(self, order_id: str) -> list[VenueEvent]:
         """Every event of the order so far; raises VenueError UNKNOWN_ORDER if the venue has none."""
@@ -91,6 +96,8 @@ REASONS = {  # venue error code -> our reason code
     "CANCEL_REJECTED": "VENUE_CANCEL_REJECTED",
     "CANCEL_PENDING": "CANCEL_PENDING",
     "NOT_DELIVERED": "VENUE_NOT_DELIVERED",
+    "REPLACE_UNSUPPORTED": "VENUE_REPLACE_UNSUPPORTED",
+    "REPLACE_REJECTED": "VENUE_REPLACE_REJECTED",
 }
 
 
@@ -153,6 +160,9 @@ class Resilient:
 
     async def cancel(self, order_id: str) -> None:
         await self.call("cancel", self.adapter.cancel, order_id)
+
+    async def replace(self, order_id: str, quantity: Decimal | None, price: Decimal | None) -> None:
+        await self.call("replace", self.adapter.replace, order_id, quantity, price)
 
     async def status(self, order_id: str) -> list[VenueEvent]:
         result: list[VenueEvent] = await self.call("status", self.adapter.status, order_id)

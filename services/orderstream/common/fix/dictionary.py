@@ -299,6 +299,12 @@ class Dictionary:
         field = self._fields.get(tag)
         return None if field is None else field.name
 
+    def tag_of(self, name: str) -> int | None:
+        """The tag of a field name ("OrderQty" -> 38); None when the dictionary lacks it."""
+        if not hasattr(self, "_tags"):
+            self._tags = {f.name: f.tag for f in self._fields.values()}
+        return self._tags.get(name)
+
     def is_admin(self, msg_type: str) -> bool:
         """Whether a MsgType is a session-level (msgcat="admin") message; False when unknown."""
         message = self._messages.get(msg_type.encode())

@@ -30,7 +30,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -116,7 +116,7 @@ def encode(begin: str, msg_type: str, header: Iterable[tuple[int, object]],
 
 def _text(value: object) -> str:
     if isinstance(value, Decimal):
-        return format(value, "f")
+        return format(value.normalize(), "f")  # 30000.000 -> 30000, never an exponent
     if isinstance(value, bool):
         return "Y" if value else "N"
     return str(value)
@@ -164,7 +164,7 @@ class Application(Protocol):
         """An application message (or a session Reject), once, in sequence order."""
         ...
 
-    def authenticate(self, session: Session, logon: Message) -> str | None:
+    async def authenticate(self, session: Session, logon: Message) -> str | None:
         """Acceptor side: None to accept the Logon, else the reason it is refused."""
         ...
 
@@ -242,13 +242,17 @@ class Session:
             raise ValueError(f"outgoing {msg_type} breaks the FIX 4.4 dictionary: "
                              + "; ".join(p.text for p in problems))
         self.store.keep(seq, raw)
-        self._write(raw)
+        if self.logged_on or msg_type in ADMIN_TYPES:  # else kept for the resend after the Logon
+            self._write(raw)
         return seq
 
-    async def send(self, msg_type: str, body: Sequence[tuple[int, object]]) -> int:
+    async def send(self, msg_type: str, body: Sequence[tuple[int, object]],
+                   keep_if_down: bool = False) -> int:
         """Send an application message; its sequence number. Kept before it is written, so a
-        connection that drops under it is made good by the other side's ResendRequest."""
-        if not self.logged_on:
+        connection that drops under it is made good by the other side's ResendRequest. While
+        the session is down it raises NotLoggedOn, or with `keep_if_down` keeps the message for
+        the other side to ask for after its next Logon (what an acceptor owes its client)."""
+        if not self.logged_on and not keep_if_down:
             raise NotLoggedOn(f"FIX session {self.name} is not logged on")
         seq = self._send(msg_type, body)
         if self._writer is not None:
@@ -472,7 +476,7 @@ class Session:
             self.close(f"bad Logon: {problems[0].text}")
             return
         if not self.initiator:
-            refusal = self.app.authenticate(self, msg)
+            refusal = await self.app.authenticate(self, msg)
             if refusal is not None:
                 log.warning("fix logon refused", extra={"session": self.name, "reason": refusal})
                 self._logout(refusal)
@@ -599,7 +603,8 @@ class Acceptor:
     """Take connections and hand each to the session its Logon names (SenderCompID of the
     client, TargetCompID ours); a second connection to a session already connected is refused."""
 
-    def __init__(self, sessions: Callable[[str, str], Session | None], logon_timeout_s: float = 10.0) -> None:
+    def __init__(self, sessions: Callable[[str, str], Awaitable[Session | None]],
+                 logon_timeout_s: float = 10.0) -> None:
         self.sessions = sessions
         self.logon_timeout_s = logon_timeout_s
 
@@ -624,7 +629,7 @@ class Acceptor:
         if first is None or first.msg_type != "A":
             writer.close()
             return
-        session = self.sessions(first.get(56) or "", first.get(49) or "")
+        session = await self.sessions(first.get(56) or "", first.get(49) or "")
         if session is None or session.connected:
             log.warning("fix logon for an unknown or busy session",
                         extra={"sender": first.get(49), "target": first.get(56)})
