@@ -170,6 +170,24 @@ def test_a_replace_up_holds_more_and_its_report_trues_the_hold_up() -> None:
     assert a.held["USD"] == cost(BTC, r.Side.BUY, r.OrderType.LIMIT, D(2), D(31000), None)[1]  # type: ignore[index]
 
 
+def test_a_refused_replace_gives_back_what_was_held_for_it_once() -> None:
+    a = funded("A", USD="100000")
+    o = submit("o", "A", "BUY", "1", "30000")
+    a.hold_orders([o], INSTRUMENTS)
+    a.on_report(report(o, 1, "ACCEPTED", D(0), D(1)), BTC)
+    before = dict(a.held)
+    replace = r.ReplaceOrder(command_id="rp", ts_event=2, account_id="A", order_id="o", client_order_id="o",
+                             symbol="BTC-USD", quantity=D(2), price=None)
+    events, _ = a.hold_replace(replace, BTC)
+    assert events and a.held["USD"] > before["USD"]
+    # the venue (or the matcher) refuses it: a report with a reason, the sequence number unchanged
+    refusal = report(o, 1, "ACCEPTED", D(0), D(1)).model_copy(
+        update={"event_id": "o:1:refused", "reason": "VENUE_REPLACE_UNSUPPORTED"})
+    released = a.on_report(refusal, BTC)
+    assert [type(e).__name__ for e in released] == ["CollateralReleased"] and a.held == before
+    assert a.on_report(refusal, BTC) == []  # a redelivery changes nothing
+
+
 def test_deposits_open_lots_that_fills_and_withdrawals_consume_oldest_first() -> None:
     a = funded("A", USD="100")
     a.deposit(

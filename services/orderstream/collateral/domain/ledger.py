@@ -222,7 +222,11 @@ class Account:
     def on_report(self, rep: r.ExecutionReport, instrument: r.Instrument | None) -> list[CollateralEvent]:
         """Settle a fill and release what the order can no longer cost."""
         hold = self.holds.get(rep.order_id)
-        if hold is None or rep.sequence <= hold.seq:
+        # A refused replace is reported with the order's sequence number unchanged: it still
+        # ends the pending replace, so what was held for it is released (once: it clears the flag).
+        refused = (hold is not None and hold.pending_replace and rep.reason is not None
+                   and rep.status not in TERMINAL and rep.sequence == hold.seq)
+        if hold is None or (rep.sequence <= hold.seq and not refused):
             return []  # not funded here, or already applied
         hold.seq = rep.sequence
         events: list[CollateralEvent] = []
