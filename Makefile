@@ -45,6 +45,7 @@ bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorde
 	$(BIN)/python bench/bench_matcher_service.py
 	$(BIN)/python bench/bench_collector.py
 	$(BIN)/python bench/bench_gateway.py
+	$(BIN)/python bench/bench_fix.py
 
 lint: $(STAMP) ## ruff and mypy (strict on services/)
 	$(BIN)/ruff check services tests deploy/local bench
