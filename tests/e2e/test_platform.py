@@ -94,6 +94,24 @@ async def final_report(session: Session, order_id: str, status: str) -> dict[str
             return dict(data)
 
 
+def total(balances: dict[str, Any], asset: str) -> D:
+    b = balances[asset]
+    return D(b["free"]) + D(b["held"])
+
+
+async def settled(
+    http: aiohttp.ClientSession, clients: dict[str, GatewayClient], want: dict[tuple[str, str], D]
+) -> None:
+    """Until each (client, asset) balance (free + held, from the read model) is what `want` says: fills
+    are settled and written to MongoDB a moment after the fill reports."""
+    for _ in range(60):
+        after = {w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"] for w, c in clients.items()}
+        if all(total(after[w], asset) == v for (w, asset), v in want.items()):
+            break
+        await asyncio.sleep(0.5)
+    assert {k: total(after[k[0]], k[1]) for k in want} == want
+
+
 async def test_up_starts_six_services_topics_instruments_and_demo_accounts(platform: dict[str, Any]) -> None:
     assert (
         "Orderstream is up." in platform["up"] and f"REST       {platform['base']}/api/v1" in platform["up"]
@@ -154,26 +172,13 @@ async def test_two_traders_cross_through_the_gateway_and_everything_agrees(platf
             "TAKER",
             D(31),
         )
-
-        def total(balances: dict[str, Any], asset: str) -> D:
-            b = balances[asset]
-            return D(b["free"]) + D(b["held"])
-
         want = {
             ("a", "BTC"): total(before["a"], "BTC") - D("0.5"),
             ("a", "USD"): total(before["a"], "USD") + D(15500) - D("15.5"),
             ("b", "BTC"): total(before["b"], "BTC") + D("0.5"),
             ("b", "USD"): total(before["b"], "USD") - D(15500) - D(31),
         }
-        for _ in range(60):
-            after = {
-                w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"]
-                for w, c in (("a", alice), ("b", bob))
-            }
-            if all(total(after[w], asset) == v for (w, asset), v in want.items()):
-                break
-            await asyncio.sleep(0.5)
-        assert {k: total(after[k[0]], k[1]) for k in want} == want
+        await settled(http, {"a": alice, "b": bob}, want)
         for c, oid in ((alice, sell["order_id"]), (bob, buy["order_id"])):
             for _ in range(60):
                 got = await c.ok(http, "GET", f"/api/v1/orders/{oid}")
@@ -210,7 +215,9 @@ async def test_clients_of_the_ordergateway_document_cross_and_see_fills_and_the_
         )
 
     run = uuid.uuid4().hex[:6]
+    rest = {"a": client(platform, "alice"), "b": client(platform, "bob")}
     async with aiohttp.ClientSession() as http:
+        before = {w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"] for w, c in rest.items()}
         sockets = {name: await http.ws_connect(ws_base + path) for name, path in (
             ("a_orders", "/orders"), ("b_orders", "/orders"), ("a_user", "/user-data"),
             ("b_user", "/user-data"), ("market", "/market-data"))}
@@ -243,6 +250,13 @@ async def test_clients_of_the_ordergateway_document_cross_and_see_fills_and_the_
         finally:
             for ws in sockets.values():
                 await ws.close()
+        notional = D("31500.5") * D("0.25")  # alice is the maker (0.1% fee), bob the taker (0.2%)
+        await settled(http, rest, {
+            ("a", "BTC"): total(before["a"], "BTC") - D("0.25"),
+            ("a", "USD"): total(before["a"], "USD") + notional - notional * D("0.001"),
+            ("b", "BTC"): total(before["b"], "BTC") + D("0.25"),
+            ("b", "USD"): total(before["b"], "USD") - notional - notional * D("0.002"),
+        })
 
 
 async def until_answer(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
