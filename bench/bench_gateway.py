@@ -282,6 +282,7 @@ async def main() -> None:
         "ORDERSTREAM_GATEWAY_ORDERS_BURST": "1000000",
         "ORDERSTREAM_GATEWAY_MAX_ORDERS_IN_FLIGHT": "1000000",  # no order path behind it: no report comes
         "ORDERSTREAM_GATEWAY_WS_SEND_QUEUE": "100000",
+        "ORDERSTREAM_GATEWAY_FIX_PORT": "0",
         "ORDERSTREAM_GATEWAY_LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen([sys.executable, "-m", "orderstream.gateway"], env=gw_env)

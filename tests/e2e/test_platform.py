@@ -97,6 +97,24 @@ async def final_report(session: Session, order_id: str, status: str) -> dict[str
             return dict(data)
 
 
+def total(balances: dict[str, Any], asset: str) -> D:
+    b = balances[asset]
+    return D(b["free"]) + D(b["held"])
+
+
+async def settled(
+    http: aiohttp.ClientSession, clients: dict[str, GatewayClient], want: dict[tuple[str, str], D]
+) -> None:
+    """Until each (client, asset) balance (free + held, from the read model) is what `want` says: fills
+    are settled and written to MongoDB a moment after the fill reports."""
+    for _ in range(60):
+        after = {w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"] for w, c in clients.items()}
+        if all(total(after[w], asset) == v for (w, asset), v in want.items()):
+            break
+        await asyncio.sleep(0.5)
+    assert {k: total(after[k[0]], k[1]) for k in want} == want
+
+
 async def test_up_starts_six_services_topics_instruments_and_demo_accounts(platform: dict[str, Any]) -> None:
     assert (
         "Orderstream is up." in platform["up"] and f"REST       {platform['base']}/api/v1" in platform["up"]
@@ -157,26 +175,13 @@ async def test_two_traders_cross_through_the_gateway_and_everything_agrees(platf
             "TAKER",
             D(31),
         )
-
-        def total(balances: dict[str, Any], asset: str) -> D:
-            b = balances[asset]
-            return D(b["free"]) + D(b["held"])
-
         want = {
             ("a", "BTC"): total(before["a"], "BTC") - D("0.5"),
             ("a", "USD"): total(before["a"], "USD") + D(15500) - D("15.5"),
             ("b", "BTC"): total(before["b"], "BTC") + D("0.5"),
             ("b", "USD"): total(before["b"], "USD") - D(15500) - D(31),
         }
-        for _ in range(60):
-            after = {
-                w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"]
-                for w, c in (("a", alice), ("b", bob))
-            }
-            if all(total(after[w], asset) == v for (w, asset), v in want.items()):
-                break
-            await asyncio.sleep(0.5)
-        assert {k: total(after[k[0]], k[1]) for k in want} == want
+        await settled(http, {"a": alice, "b": bob}, want)
         for c, oid in ((alice, sell["order_id"]), (bob, buy["order_id"])):
             for _ in range(60):
                 got = await c.ok(http, "GET", f"/api/v1/orders/{oid}")
@@ -184,6 +189,85 @@ async def test_two_traders_cross_through_the_gateway_and_everything_agrees(platf
                     break
                 await asyncio.sleep(0.5)
             assert (got["state"]["status"], D(got["state"]["filled_quantity"])) == ("FILLED", D("0.5"))
+
+
+async def test_clients_of_the_ordergateway_document_cross_and_see_fills_and_the_book(
+    platform: dict[str, Any],
+) -> None:
+    """Clients written from the OrderGateway design document's section 4 alone: they log in with the
+    API secret on /orders, /user-data and /market-data, alice's resting sell is crossed by bob's buy
+    (JSON numbers), both see FILLED on /user-data, and /market-data shows the book, then the last trade."""
+    ws_base = platform["base"].replace("http", "ws", 1)
+    creds = platform["creds"]["accounts"]
+
+    def login(who: str) -> dict[str, Any]:
+        c = creds[who]
+        return {"method": "auth.login", "params": {"api_key": c["key_id"], "api_secret": c["secret"]}}
+
+    async def until(ws: aiohttp.ClientWebSocketResponse, stream: str, check: Any) -> str:
+        while True:
+            text = await ws.receive_str(timeout=60)
+            frame = json.loads(text, parse_float=D)
+            if frame.get("stream") == stream and check(frame["data"]):
+                return text
+
+    def place(rid: str, side: str, account: str) -> str:
+        return (
+            f'{{"method": "order.place", "params": {{"symbol": "BTC-USD", "side": "{side}", "type": "LIMIT", '
+            f'"price": 31500.5, "quantity": 0.25, "account_id": "{account}"}}, "id": "{rid}"}}'
+        )
+
+    run = uuid.uuid4().hex[:6]
+    rest = {"a": client(platform, "alice"), "b": client(platform, "bob")}
+    async with aiohttp.ClientSession() as http:
+        before = {w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"] for w, c in rest.items()}
+        sockets = {name: await http.ws_connect(ws_base + path) for name, path in (
+            ("a_orders", "/orders"), ("b_orders", "/orders"), ("a_user", "/user-data"),
+            ("b_user", "/user-data"), ("market", "/market-data"))}
+        try:
+            for name, ws in sockets.items():
+                await ws.send_json(login("alice" if name.startswith("a_") or name == "market" else "bob"))
+                answer = await until_answer(ws)
+                assert answer["result"]["authenticated"] is True, answer
+            market = sockets["market"]
+            await sockets["a_orders"].send_str(place(f"sell-{run}", "SELL", "alice"))
+            sell = (await until_answer(sockets["a_orders"]))["result"]
+            assert sell["status"] == "ACCEPTED"
+            await until(sockets["a_user"], "user_data",
+                        lambda d: d["order_id"] == sell["order_id"] and d["status"] == "ACCEPTED")
+            book = await until(market, "market_data",
+                               lambda d: d["symbol"] == "BTC-USD" and [D("31500.5"), D("0.25")] in d["asks"])
+            assert '[31500.5,0.25]' in book
+            await sockets["b_orders"].send_str(place(f"buy-{run}", "BUY", "bob"))
+            buy = (await until_answer(sockets["b_orders"]))["result"]
+            for who, oid in (("a_user", sell["order_id"]), ("b_user", buy["order_id"])):
+                filled = await until(sockets[who], "user_data",
+                                     lambda d, oid=oid: d["order_id"] == oid and d["status"] == "FILLED")
+                assert '"filled_quantity":0.25' in filled and '"average_price":31500.5' in filled, filled
+            traded = await until(market, "market_data",
+                                 lambda d: d["symbol"] == "BTC-USD" and d["last_trade"] is not None
+                                 and d["last_trade"]["price"] == D("31500.5")
+                                 and [D("31500.5"), D("0.25")] not in d["asks"])
+            data = json.loads(traded, parse_float=D)["data"]
+            assert data["last_trade"]["quantity"] == D("0.25") and data["tick"] > 0, traded
+        finally:
+            for ws in sockets.values():
+                await ws.close()
+        notional = D("31500.5") * D("0.25")  # alice is the maker (0.1% fee), bob the taker (0.2%)
+        await settled(http, rest, {
+            ("a", "BTC"): total(before["a"], "BTC") - D("0.25"),
+            ("a", "USD"): total(before["a"], "USD") + notional - notional * D("0.001"),
+            ("b", "BTC"): total(before["b"], "BTC") + D("0.25"),
+            ("b", "USD"): total(before["b"], "USD") - notional - notional * D("0.002"),
+        })
+
+
+async def until_answer(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
+    """The next answer to a request (pushes are skipped)."""
+    while True:
+        frame: dict[str, Any] = json.loads(await ws.receive_str(timeout=60))
+        if "result" in frame or "error" in frame:
+            return frame
 
 
 async def test_an_order_on_the_fix_venue_fills_through_the_gateway_and_the_history_shows_it(

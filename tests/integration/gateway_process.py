@@ -42,6 +42,7 @@ async def running_gateway(
         "ORDERSTREAM_GATEWAY_ADMIN_SECRET": ADMIN[1],
         # no order path runs behind it: no report ever comes back, so no backpressure unless asked
         "ORDERSTREAM_GATEWAY_MAX_ORDERS_IN_FLIGHT": "1000000",
+        "ORDERSTREAM_GATEWAY_FIX_PORT": "0",  # FIX order entry is tested on the whole platform
         **env,
     }
     worker = Worker("orderstream.gateway", settings, tmp / "gateway.log").start()

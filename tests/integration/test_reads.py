@@ -62,6 +62,7 @@ async def stack(infra: Infra, tmp_path_factory: pytest.TempPathFactory) -> Async
             "ORDERSTREAM_GATEWAY_RECV_WINDOW_MS": str(WINDOW_MS),
             "ORDERSTREAM_GATEWAY_ORDERS_PER_S": "0.001", "ORDERSTREAM_GATEWAY_ORDERS_BURST": "4",
             "ORDERSTREAM_GATEWAY_MAX_ORDERS_IN_FLIGHT": "1000000",  # no order path behind it
+            "ORDERSTREAM_GATEWAY_FIX_PORT": "0",
         }, tmp / f"gateway{n}.log").start())
         bases.append(f"http://127.0.0.1:{port}")
     try:

@@ -56,7 +56,8 @@ Exact = Annotated[
 ]
 Permission = Literal["trade", "read", "admin"]
 DEFAULT_PERMISSIONS: tuple[Permission, ...] = ("trade", "read")
-ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:/-]+$")]
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.:/-]+$"
+ClientId = Annotated[str, Field(min_length=1, max_length=64, pattern=CLIENT_ID_PATTERN)]
 
 
 class PlaceOrder(BaseModel):

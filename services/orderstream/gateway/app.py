@@ -53,6 +53,7 @@ REQUESTS = Counter("orderstream_gateway_requests", "API requests", ["method", "c
 
 
 F = TypeVar("F", bound=Callable[..., Awaitable[dict[str, Any]]])
+Limit = tuple[SharedBuckets, str]  # a rate-limit bucket set and the key to take a token of
 
 
 def answers(op: str) -> Callable[[F], F]:
@@ -99,6 +100,21 @@ class Connection:
         while (msg := await self.queue.get()) is not None:
             await self.ws.send_str(msg if isinstance(msg, str) else json.dumps(msg))
 
+    def user_message(self, event: Any, frame: str) -> str | None:
+        """What this client gets for a user-stream record (`frame`: the /ws push); None: nothing."""
+        return frame
+
+    def market_message(self, record: Any, frame: str) -> str | None:
+        """What this client gets for a market-data record (`frame`: the /ws push); None: nothing."""
+        return frame
+
+    def close(self) -> None:
+        """The client is gone: the sender ends after what is queued (at once when the queue is full)."""
+        if self.queue.full():
+            self.sender.cancel()
+        else:
+            self.queue.put_nowait(None)
+
 
 class Gateway:
     def __init__(self, settings: GatewaySettings) -> None:
@@ -109,6 +125,7 @@ class Gateway:
         self.verifier = Verifier(self.keys, settings.recv_window_ms, Replays(self.db["gateway_signatures"]))
         self.buckets = SharedBuckets(self.db["gateway_rate_limits"], settings.orders_per_s,
                                      settings.orders_burst, settings.orders_lease)
+        self.swept = [self.buckets]  # every SharedBuckets whose old claims the sweep drops
         self.outstanding = InFlight(settings.max_orders_in_flight, settings.in_flight_expire_s)
         self.instruments = Mirror.standalone(settings, self.codec, MIRRORED[0], r.Instrument)
         self.depth = Mirror.standalone(settings, self.codec, MIRRORED[1], r.DepthSnapshot)
@@ -179,7 +196,8 @@ class Gateway:
             await asyncio.sleep(SIGNATURE_SWEEP_S)
             try:
                 await self.verifier.forget_expired()
-                await self.buckets.forget_expired()
+                for buckets in self.swept:
+                    await buckets.forget_expired()
             except PyMongoError as exc:  # the next sweep takes them
                 log.warning("expired signatures or claims not dropped", extra={"error": str(exc)})
 
@@ -226,7 +244,8 @@ class Gateway:
         kind = USER_EVENT_TYPES.get(type(event).__name__) or _snake(type(event).__name__)
         frame = json.dumps({"stream": "user", "type": kind, "data": event.model_dump(mode="json")})
         for conn in listeners:
-            if not conn.push(frame):
+            msg = conn.user_message(event, frame)
+            if msg is not None and not conn.push(msg):
                 await self._drop_slow(conn)
 
     async def _market_data(self) -> None:
@@ -266,7 +285,8 @@ class Gateway:
         for conn in list(self.market_subscribers.get(symbol, ())):
             if isinstance(rec, r.BookUpdate) and rec.sequence <= conn.markets.get(symbol, 0):
                 continue  # already in the snapshot the client got
-            if not conn.push(frame):
+            msg = conn.market_message(rec, frame)
+            if msg is not None and not conn.push(msg):
                 await self._drop_slow(conn)
 
     def subscribe_market(self, conn: Connection, symbol: str) -> dict[str, Any]:
@@ -321,6 +341,12 @@ class Gateway:
         )
         await conn.ws.close(code=1008, message=b"slow consumer")
 
+    def log_in(self, conn: Connection, who: Principal) -> None:
+        """The connection is `who`'s from now on (its user stream, if on, gets their records)."""
+        self._forget(conn)
+        conn.principal = who
+        self.connections.setdefault(who.account_id, set()).add(conn)
+
     def _forget(self, conn: Connection) -> None:
         if conn.principal is not None:
             self.connections.get(conn.principal.account_id, set()).discard(conn)
@@ -352,11 +378,12 @@ class Gateway:
         return await (await self.place_pending(who, params, request_id))
 
     async def place_pending(
-        self, who: Principal, params: dict[str, Any], request_id: str
+        self, who: Principal, params: dict[str, Any], request_id: str, limit: Limit | None = None
     ) -> Awaitable[dict[str, Any]]:
-        """Validate and queue an order now (in request order); the awaitable answers once it is sent."""
+        """Validate and queue an order now (in request order); the awaitable answers once it is sent.
+        `limit`: the bucket and key whose token it takes (default: the API key's)."""
         who.require("trade")
-        await self.take_order_token(who)
+        await self.take_order_token(who, limit)
         o = parse(api.PlaceOrder, params)
         await self.instruments_ready()
         api.check_instrument(o, self.instruments.get(o.symbol))
@@ -376,10 +403,10 @@ class Gateway:
         legs = [leg.symbol for leg in b.legs]
         return self.submit(who, BASKET, request_id, r.SubmitBasket, b.model_dump(), legs=legs)
 
-    async def take_order_token(self, who: Principal) -> None:
+    async def take_order_token(self, who: Principal, limit: Limit | None = None) -> None:
         """Refuse a new order while too many of this gateway's orders are out in the order path
         (50302; first, so that a refusal under overload costs neither a token nor validation),
-        or over the key's rate limit (42901)."""
+        or over the key's rate limit, or `limit`'s (42901)."""
         if self.outstanding.busy():
             raise ApiError(
                 50302,
@@ -388,7 +415,8 @@ class Gateway:
                 status=503,
                 headers={"Retry-After": "1"},
             )
-        retry = await self.buckets.take(who.key_id)
+        buckets, key = limit or (self.buckets, who.key_id)
+        retry = await buckets.take(key)
         if retry:
             raise ApiError(
                 42901,
@@ -776,19 +804,39 @@ HTTP_ERRORS = {
 # -- WebSocket ----------------------------------------------------------------------
 
 
-async def websocket(request: web.Request) -> web.WebSocketResponse:
+Reply = dict[str, Any] | str  # an answer frame, or its JSON text
+Answerer = Callable[[Any, Any, str], Awaitable[Reply | Awaitable[Reply]]]
+
+
+def websocket_endpoint(
+    answer_frame: Answerer, connection: Callable[[web.WebSocketResponse, int], Connection]
+) -> Callable[[web.Request], Awaitable[web.WebSocketResponse]]:
+    """A WebSocket route: each text frame answered by `answer_frame(gateway, connection, text)`, at once
+    or (an awaitable: an order queued for the broker) when it is sent, while later frames are read."""
+
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        return await serve(request, answer_frame, connection)
+
+    return websocket
+
+
+async def serve(
+    request: web.Request,
+    answer_frame: Answerer,
+    connection: Callable[[web.WebSocketResponse, int], Connection],
+) -> web.WebSocketResponse:
     gw = request.app[GATEWAY]
     ws = web.WebSocketResponse(heartbeat=gw.settings.ws_heartbeat_s, max_msg_size=0)
     await ws.prepare(request)
-    conn = Connection(ws, gw.settings.ws_send_queue)
+    conn = connection(ws, gw.settings.ws_send_queue)
     try:
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
                 if msg.type == WSMsgType.BINARY:
                     conn.push(error_frame(None, "(unknown)", ApiError(40002, "frames must be JSON text")))
                 continue
-            reply = await answer(gw, conn, msg.data)
-            if isinstance(reply, dict):
+            reply = await answer_frame(gw, conn, msg.data)
+            if isinstance(reply, dict | str):
                 if not conn.push(reply):
                     await gw._drop_slow(conn)  # its replies pile up unread: same as a slow stream
             else:  # an order queued for the broker: answered when it is sent, while later frames are read
@@ -798,14 +846,11 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                 task.add_done_callback(conn.tasks.discard)
     finally:
         gw._forget(conn)
-        if conn.queue.full():
-            conn.sender.cancel()
-        else:
-            conn.queue.put_nowait(None)  # the sender ends after what is queued
+        conn.close()
     return ws
 
 
-async def deliver(gw: Gateway, conn: Connection, reply: Awaitable[dict[str, Any]]) -> None:
+async def deliver(gw: Gateway, conn: Connection, reply: Awaitable[Reply]) -> None:
     try:
         frame = await reply
     finally:
@@ -838,17 +883,9 @@ def error_frame(rid: Any, method: str, e: ApiError) -> dict[str, Any]:
 async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any] | Awaitable[dict[str, Any]]:
     rid, method, request_id = None, "(unknown)", uuid.uuid4().hex
     try:
-        if len(text.encode(errors="replace")) > gw.settings.max_frame_bytes:
-            raise ApiError(41301, f"frame larger than {gw.settings.max_frame_bytes} bytes")
-        frame = payload.loads(text, gw.settings.max_json_depth, "frame")
-        if not isinstance(frame, dict):
-            raise ApiError(
-                40001, "invalid (frame): must be an object", {"field": "(frame)", "issue": "not an object"}
-            )
+        frame = read_frame(gw, text)
         rid, params = frame.get("id"), frame.get("params", {})
-        if not isinstance(frame.get("method"), str):
-            raise ApiError(40001, "invalid method: required", {"field": "method", "issue": "required"})
-        method = frame["method"]
+        method = method_of(frame)
         if method == "auth.login":
             if not isinstance(params, dict):
                 raise ApiError(40001, "invalid params: must be an object", {"field": "params"})
@@ -860,9 +897,7 @@ async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any] | A
                 "/ws",
                 b"",
             )
-            gw._forget(conn)
-            conn.principal = who
-            gw.connections.setdefault(who.account_id, set()).add(conn)
+            gw.log_in(conn, who)
             count(method, 0)
             return {
                 "id": rid,
@@ -887,6 +922,26 @@ async def answer(gw: Gateway, conn: Connection, text: str) -> dict[str, Any] | A
         return error_frame(rid, method, e)
     except Exception as exc:  # the client hears what failed; the connection stays
         return error_frame(rid, method, failed(method, exc, request_id))
+
+
+def read_frame(gw: Gateway, text: str, *, exact: bool = False) -> dict[str, Any]:
+    """A request frame's JSON object (`exact`: see payload.loads); 41301 when larger than the gateway
+    takes, 40002 when not JSON, 40004 when nested too deep, 40001 when not an object."""
+    if len(text.encode(errors="replace")) > gw.settings.max_frame_bytes:
+        raise ApiError(41301, f"frame larger than {gw.settings.max_frame_bytes} bytes")
+    frame = payload.loads(text, gw.settings.max_json_depth, "frame", exact=exact)
+    if not isinstance(frame, dict):
+        raise ApiError(
+            40001, "invalid (frame): must be an object", {"field": "(frame)", "issue": "not an object"}
+        )
+    return frame
+
+
+def method_of(frame: dict[str, Any]) -> str:
+    if not isinstance(frame.get("method"), str):
+        raise ApiError(40001, "invalid method: required", {"field": "method", "issue": "required"})
+    method: str = frame["method"]
+    return method
 
 
 def subscription(gw: Gateway, conn: Connection, method: str, params: Any) -> dict[str, Any]:
@@ -1012,8 +1067,11 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
         ("/api/v1/balances", Gateway.balances, "balances.get"),
     ):
         app.router.add_get(path, rest(op, name, body=False, query=True, with_request_id=False))
-    app.router.add_get("/ws", websocket)
+    app.router.add_get("/ws", websocket_endpoint(answer, Connection))
     app.router.add_get("/fix", gw.fix.websocket)
+    from orderstream.gateway import docapi  # the OrderGateway protocol builds on this module
+
+    docapi.register(app, gw)
     return app
 
 

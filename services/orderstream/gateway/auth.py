@@ -143,11 +143,7 @@ class Verifier:
         JSON value on the WebSocket, any header bytes on REST, which aiohttp decodes with surrogates)."""
         if not all(isinstance(v, str) and v for v in (key_id, timestamp, signature)):
             raise ApiError(40100, "missing X-OS-KEY, X-OS-TIMESTAMP or X-OS-SIGNATURE (strings)", status=401)
-        if not key_id.isascii() or len(key_id) > MAX_KEY_ID:
-            raise ApiError(40101, "unknown API key", status=401)
-        found = await self.keys.lookup(key_id)
-        if found is None:
-            raise ApiError(40101, "unknown API key", status=401)
+        found = await self._known(key_id)
         if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
             raise ApiError(40103, "timestamp must be integer milliseconds", status=401)
         ts = int(timestamp)
@@ -163,9 +159,30 @@ class Verifier:
             raise ApiError(40104, "replayed request", status=401)
         return Principal(key_id, account_id, permissions)
 
+    async def verify_secret(self, key_id: Any, secret: Any) -> Principal:
+        """The owner of a key given with its secret itself (a plain login, only safe over TLS); 401
+        otherwise."""
+        if not all(isinstance(v, str) and v for v in (key_id, secret)):
+            raise ApiError(40100, "missing api_key or api_secret (strings)", status=401)
+        account_id, permissions, stored = await self._known(key_id)
+        if not hmac.compare_digest(_utf8(stored), _utf8(secret)):
+            raise ApiError(40102, "wrong API secret", status=401)
+        return Principal(key_id, account_id, permissions)
+
+    async def _known(self, key_id: str) -> tuple[str, frozenset[str], str]:
+        """The account, permissions and secret of a key; 40101 when there is no such key."""
+        found = await self.keys.lookup(key_id) if key_id.isascii() and len(key_id) <= MAX_KEY_ID else None
+        if found is None:
+            raise ApiError(40101, "unknown API key", status=401)
+        return found
+
     async def forget_expired(self) -> None:
         """Drop signatures whose timestamp left the window one window ago (room for clock skew)."""
         await self.replays.forget(time.time() * 1000 - self.window_ms)
+
+
+def _utf8(text: str) -> bytes:
+    return text.encode(errors="surrogatepass")  # a JSON string may hold a lone surrogate
 
 
 async def _upsert(write: Callable[[], Awaitable[Any]]) -> None:

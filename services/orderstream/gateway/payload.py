@@ -8,15 +8,20 @@ than the bound is refused (40004) before it reaches a model.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from orderstream.gateway.errors import ApiError
 
 
-def loads(text: str | bytes, max_depth: int, what: str) -> Any:
-    """The JSON value of `text` (a `what`: "body" or "frame"); 40002 when not JSON, 40004 when too deep."""
+def loads(text: str | bytes, max_depth: int, what: str, *, exact: bool = False) -> Any:
+    """The JSON value of `text` (a `what`: "body" or "frame"); 40002 when not JSON, 40004 when too deep.
+    `exact`: a number with a fraction or exponent is a Decimal of its very digits (never a float), and
+    NaN or Infinity, which JSON does not have, is refused."""
     try:
-        value = json.loads(text)
+        value = (
+            json.loads(text, parse_float=Decimal, parse_constant=_no_constant) if exact else json.loads(text)
+        )
     except RecursionError:
         raise too_deep(what, max_depth) from None
     except ValueError:
@@ -24,6 +29,10 @@ def loads(text: str | bytes, max_depth: int, what: str) -> Any:
     if depth_above(value, max_depth):
         raise too_deep(what, max_depth)
     return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def depth_above(value: Any, limit: int) -> bool:

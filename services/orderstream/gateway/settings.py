@@ -46,6 +46,24 @@ class GatewaySettings(ServiceSettings):
     in_flight_expire_s: float = Field(
         30.0, gt=0, description="An order whose first report never comes stops counting after this."
     )
+    plain_login: bool = Field(
+        True, description="The OrderGateway protocol's auth.login may send the API secret itself "
+        "(api_key, api_secret) instead of a signature: only behind TLS (wss://), which the gateway does "
+        "not terminate. Off: such a login is refused (40105); signed logins work either way."
+    )
+    og_orders_per_s: float = Field(
+        100.0, gt=0, description="OrderGateway protocol: orders per second per user (account), across "
+        "all gateways (orders_per_second)."
+    )
+    og_orders_burst: int = Field(
+        10, ge=1, description="OrderGateway protocol: orders in a burst per user (burst_limit)."
+    )
+    og_market_data_per_s: float = Field(
+        1000.0, gt=0, description="OrderGateway protocol: market-data pushes per second per user on this "
+        "gateway (market_data_per_second): pushes over it wait (the newest book of a symbol replaces a "
+        "waiting one); the user's requests on /market-data have the same rate, and over it are refused "
+        "(42902)."
+    )
     max_frame_bytes: int = Field(65536, ge=1024, description="Largest WebSocket frame or REST body.")
     max_json_depth: int = Field(
         32, ge=4, le=200, description="Deepest nesting of arrays and objects in a body or frame."
