@@ -419,6 +419,21 @@ async def test_fix_order_entry_trades_and_a_dropped_client_gets_its_reports_by_r
                    (44, "1")])
     unknown = await fix.until(is_report(f"{t}-6", "8"))
     assert "NOPE-USD" in (unknown.get(58) or "") and unknown.get(39) == "8"
+    # a basket as a NewOrderList: each order of the list is placed as an order of its own
+    fix.send("E", [(66, f"{t}-list"), (394, "3"), (68, "2"), (73, "2"),
+                   (11, f"{t}-e1"), (67, "1"), (55, "BTC-USD"), (54, "1"), (60, now()), (38, "0.01"),
+                   (40, "2"), (44, "20000"),
+                   (11, f"{t}-e2"), (67, "2"), (55, "ETH-USD"), (54, "1"), (60, now()), (38, "0.01"),
+                   (40, "2"), (44, "1000")])
+    listed = [await fix.until(is_report(f"{t}-e{i}", "0")) for i in (1, 2)]
+    assert [m.get(55) for m in listed] == ["BTC-USD", "ETH-USD"]
+    quote = fix.send("R", [(131, f"{t}-qr"), (146, "1"), (55, "BTC-USD")])  # a QuoteRequest: not taken
+    not_taken = await fix.until(lambda m: m.msg_type == "j")
+    assert (not_taken.get(45), not_taken.get(372), not_taken.get(380)) == (str(quote), "R", "3")
+    for i in (1, 2):  # tidy: the listed orders rest far from the market
+        fix.send("F", [(41, f"{t}-e{i}"), (11, f"{t}-x{i}"), (55, listed[i - 1].require(55)), (54, "1"),
+                       (60, now()), (38, "0.01")])
+        await fix.until(is_report(f"{t}-x{i}", "4"))
 
     # bob rests a sell; alice's crossing buy goes out and her connection dies at once
     bob = client(platform, "bob")
