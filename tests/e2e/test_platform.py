@@ -485,3 +485,40 @@ async def test_fix_json_over_websocket(platform: dict[str, Any]) -> None:
                 break
         body = frame["Body"]
         assert (body["ExecType"], body["OrdStatus"], body["Price"]) == ("0", "0", "5000")
+
+
+async def test_fix_sequence_numbers_survive_a_gateway_restart(platform: dict[str, Any]) -> None:
+    creds = platform["creds"]["accounts"]["alice"]
+    fix = FixClient(platform["fix_port"], creds["key_id"])
+    await fix.connect()
+    assert (await fix.logon(creds["secret"], reset=True)).msg_type == "A"  # both sides from 1
+    t = uuid.uuid4().hex[:6]
+    order = [(21, "1"), (55, "BTC-USD"), (54, "1"), (60, now()), (38, "0.01"), (40, "2"), (44, "20000"),
+             (59, "1")]
+    fix.send("D", [(11, f"{t}-1"), *order])
+    first = await fix.until(is_report(f"{t}-1", "0"))
+    fix.send("5", [])
+    await fix.until(lambda m: m.msg_type == "5")
+
+    services = platform["run"] / "services.json"
+    pid = json.loads(services.read_text())["gateway"]["pid"]
+    os.kill(pid, 9)
+    async with aiohttp.ClientSession() as http:
+        for _ in range(240):  # the supervisor starts it again
+            await asyncio.sleep(0.25)
+            if json.loads(services.read_text())["gateway"]["pid"] == pid:
+                continue
+            try:
+                async with http.get(platform["base"] + "/healthz") as resp:
+                    if resp.status == 200:
+                        break
+            except aiohttp.ClientError:
+                pass
+    await fix.connect()
+    back = await fix.logon(creds["secret"])  # no reset: the numbers go on where they were
+    assert back.msg_type == "A", back.get(58)
+    assert back.seq == first.seq + 2  # after its report and its Logout
+    fix.send("F", [(41, f"{t}-1"), (11, f"{t}-2"), (55, "BTC-USD"), (54, "1"), (60, now()), (38, "0.01")])
+    canceled = await fix.until(is_report(f"{t}-2", "4"))
+    assert canceled.seq == back.seq + 1 and not canceled.poss_dup
+    assert not fix.problems, fix.problems
