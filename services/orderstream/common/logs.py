@@ -19,7 +19,8 @@ from typing import Any
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 REPEAT_WINDOW_S = 10.0
-CHATTY = ("aiokafka", "kafka", "faust", "mode")  # client libraries that repeat themselves in an outage
+# client libraries that repeat themselves in an outage, and our producer's librdkafka error callback
+CHATTY = ("aiokafka", "kafka", "faust", "mode", "orderstream.common.producer")
 
 
 class Repeats(logging.Filter):

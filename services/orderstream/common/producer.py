@@ -59,6 +59,9 @@ class RecordProducer:
             "queue.buffering.max.messages": 500_000,
             "on_delivery": self._on_delivery,
             "error_cb": self._on_error,
+            # librdkafka's own log lines (a failed connect every few 100 ms in an outage) go through
+            # Python logging, where the Repeats filter lets one a kind through per window
+            "logger": logging.getLogger(f"{__name__}.librdkafka"),
         }
         self._on_fatal = on_fatal
         self._producer: _Producer | None = None  # started with the worker (or by the first record)
@@ -145,7 +148,8 @@ class RecordProducer:
         if err.fatal():
             self._on_fatal(f"fatal producer error: {err}")
         else:  # e.g. a broker unreachable for a while: librdkafka retries until the timeout
-            log.warning("producer: %s", err)
+            # one kind per librdkafka error code: the Repeats filter lets one a window through
+            log.warning(f"producer error {err.name()}", extra={"error": err.str()})
 
 
 def _resolve(done: asyncio.Future[None]) -> None:
