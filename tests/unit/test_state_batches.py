@@ -8,6 +8,8 @@ import json
 from types import SimpleNamespace
 from typing import Any
 
+from faust.types import TP
+
 from orderstream.common.app import TableWriter
 from orderstream.common.state import Changes, Emit, StateStore
 
@@ -107,3 +109,20 @@ async def test_old_effects_are_deleted_in_the_partition_that_holds_them() -> Non
     deletes = [(k, p) for _, k, v, p in producer.sent if v is None]
     assert deletes == [(b"e|a", 1)]
     assert b"e|a" not in data
+
+
+async def test_a_reload_takes_only_the_partitions_this_worker_owns_not_its_standby_copies() -> None:
+    s, data, _, _ = store()
+    await s.apply("src-1", add(1), 0)
+    await s.flush()
+    for raw_key in list(data):  # what the worker wrote lives in partition 0
+        data._key_partition[raw_key] = 0
+    # a standby copy of another worker's partition 1, as Faust's standby replica keeps it
+    data[b"d|acct-of-another"] = json.dumps({"v": 1, "doc": {"total": 99}}).encode()
+    data._key_partition[b"d|acct-of-another"] = 1
+    s.service.app.assignor = SimpleNamespace(assigned_actives=lambda: {TP("cl", 0), TP("source", 1)})
+    s.forget()
+    assert set(s.docs()) == {"acct"}
+    s.service.app.assignor = SimpleNamespace(assigned_actives=lambda: {TP("cl", 0), TP("cl", 1)})
+    s.forget()  # a rebalance gave it partition 1 too: now those documents are its own
+    assert set(s.docs()) == {"acct", "acct-of-another"}

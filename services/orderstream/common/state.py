@@ -162,16 +162,32 @@ class StateStore:
         assert self._docs is not None
         return self._docs
 
+    def _active_partitions(self) -> set[int] | None:
+        """The table partitions this worker owns; None when not known (no assignment yet)."""
+        assignor = getattr(self.service.app, "assignor", None)
+        actives = assignor.assigned_actives() if assignor is not None else set()
+        if not actives:
+            return None
+        topic = self.table.changelog_topic.get_topic_name()
+        return {tp.partition for tp in actives if tp.topic == topic}
+
     def _load(self) -> None:
         docs: dict[str, tuple[int, Doc | None]] = {}
         effects: list[tuple[int, str, int, list[str]]] = []
         partitions = getattr(self.table.data, "_key_partition", {})
+        # With more than one worker the store also holds standby copies of other workers'
+        # partitions (Faust's table_standby_replicas): those are not this worker's documents.
+        actives = self._active_partitions()
+        standby = 0
 
         def offer(key: str, version: int, doc: Doc | None) -> None:
             if key not in docs or docs[key][0] < version:
                 docs[key] = (version, doc)
 
         for raw_key, raw in self.table.items():
+            if actives is not None and partitions.get(raw_key, -1) not in actives | {-1}:
+                standby += 1
+                continue
             kind, _, rest = raw_key.decode().partition("|")
             value = _load(raw)
             if kind == "d":
@@ -190,7 +206,8 @@ class StateStore:
         self._remembered = sum(len(sources) for _, _, _, sources in effects)
         self._applied = {sid: key for _, key, _, sources in effects for sid in sources}
         self._counter = max((n for n, _, _, _ in effects), default=self._counter)
-        log.info("state restored", extra={"documents": len(self._docs), "remembered": self._remembered})
+        log.info("state restored", extra={"documents": len(self._docs), "remembered": self._remembered,
+                                          "standby_records_skipped": standby})
 
     # -- applying ---------------------------------------------------------------
 
