@@ -18,6 +18,7 @@ from orderstream.gateway.fixentry import (
     exec_type_of,
     from_json,
     order_params,
+    refusal,
     report_body,
 )
 
@@ -119,3 +120,17 @@ def test_fix_json_becomes_the_same_tag_value_message() -> None:
     msg = parse(from_json(text))
     assert not Dictionary.fix44().check(msg.pairs), Dictionary.fix44().check(msg.pairs)
     assert msg.get(73) == "2" and [v for t, v in msg.pairs if t == 11] == [b"a", b"b"]
+
+
+@pytest.mark.parametrize(("rep", "refused"), [
+    (report(status=r.OrderStatus.REPLACED, last_fill_quantity=None), False),  # the replace itself
+    (report(status=r.OrderStatus.REPLACED, last_fill_quantity=None, reason="TOO_LATE_TO_CANCEL"), True),
+    (report(status=r.OrderStatus.ACCEPTED, last_fill_quantity=None, reason="VENUE_CANCEL_UNSUPPORTED"), True),
+    (report(status=r.OrderStatus.FILLED, last_fill_quantity=None, reason="UNKNOWN_ORDER"), True),
+    (report(status=r.OrderStatus.CANCELED, last_fill_quantity=None, reason="CLIENT_REQUEST"), False),
+    (report(reason=None), False),
+])
+def test_a_refused_cancel_or_replace_is_told_apart_from_the_orders_own_changes(
+    rep: r.ExecutionReport, refused: bool
+) -> None:
+    assert refusal(rep) is refused

@@ -137,6 +137,13 @@ def report_body(
     return body
 
 
+def refusal(rep: r.ExecutionReport) -> bool:
+    """A report of a refused cancel or replace: no fill, a reason, and the order as it was (a
+    canceled, rejected or expired order carries its reason as its own outcome)."""
+    return rep.reason is not None and not rep.last_fill_quantity and rep.status.value not in (
+        "CANCELED", "REJECTED", "EXPIRED")
+
+
 def exec_type_of(rep: r.ExecutionReport) -> str:
     if rep.last_fill_quantity:
         return "F"
@@ -284,8 +291,10 @@ class FixClient:
         pending = self.amending.get(rep.order_id)
         known = self.cl_ord_ids.get(rep.order_id, rep.client_order_id)
         exec_type = exec_type_of(rep)
-        if pending is not None and exec_type not in ("4", "5") and rep.reason and not rep.last_fill_quantity:
-            kind, request, named = self.amending.pop(rep.order_id)  # the cancel or replace was refused
+        if refusal(rep):
+            if pending is None:
+                return  # a cancel or replace sent by another protocol: its answer went there
+            kind, request, named = self.amending.pop(rep.order_id)
             await self.send("9", [
                 (37, rep.order_id), (11, request), (41, named or known),
                 (39, STATUS.get(rep.status.value, "0")), (434, "1" if kind == "F" else "2"),
