@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal as D
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -17,6 +18,7 @@ from orderstream.execution.domain.ticker import SymbolStats
 from orderstream.router.app import load_exposure, store_exposure
 from orderstream.router.domain.basket import finished, on_child_report, open_basket
 from orderstream.router.domain.risk import Exposure, Limits
+from orderstream.router.fixvenue import FixVenue, FixVenueConfig
 from orderstream.router.mockvenue import MockVenue, MockVenueConfig
 from orderstream.router.venue import Resilient, VenueError, VenueOrder
 from tests.e2e.stack import instrument
@@ -301,3 +303,18 @@ async def test_a_venue_that_stays_down_gives_venue_unavailable() -> None:
     with pytest.raises(VenueError) as down:
         await adapter.place(VenueOrder("o1", "A", "c1", "X-USD", "BUY", D(1), D(10)))
     assert down.value.code == "UNAVAILABLE" and adapter.retries == 2
+    assert down.value.ambiguous  # a busy venue may have acted on a try: the router must ask it
+
+
+async def test_a_fix_venue_whose_session_is_down_refuses_plainly(tmp_path: Path) -> None:
+    """Orders never left: the refusal is certain (VENUE_UNAVAILABLE at once), not a call to ask
+    the venue about (which would end the order as lost)."""
+    fix = FixVenue("FIX", FixVenueConfig(port=1), tmp_path)  # never resumed: never logged on
+    adapter = Resilient(fix, 3, 0.001)
+    with pytest.raises(VenueError) as down:
+        await adapter.place(VenueOrder("o1", "A", "c1", "X-USD", "BUY", D(1), D(10)))
+    assert (down.value.code, down.value.ambiguous, adapter.retries) == ("UNAVAILABLE", False, 2)
+    assert "not logged on" in down.value.message
+    with pytest.raises(VenueError) as never:
+        await adapter.status("o1")
+    assert never.value.code == "UNKNOWN_ORDER"

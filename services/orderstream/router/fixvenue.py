@@ -257,7 +257,7 @@ class FixVenue:
             seq = await self.session.send(msg_type, body)
         except NotLoggedOn as exc:
             self.waiting[key].remove(fut)
-            raise VenueError("UNAVAILABLE", str(exc), transient=True) from None
+            raise VenueError("UNAVAILABLE", str(exc), transient=True, unsent=True) from None
         self.by_seq[seq] = key
         if msg_type == "D":
             self.sent[key] = parse(self.store.sent(seq, seq).__next__()[1])

@@ -51,10 +51,12 @@ class VenueEvent:
 class VenueError(Exception):
     """A venue call failed. Transient errors are retried; the others carry a venue code."""
 
-    def __init__(self, code: str, message: str, transient: bool, ambiguous: bool = False) -> None:
+    def __init__(self, code: str, message: str, transient: bool, ambiguous: bool = False,
+                 unsent: bool = False) -> None:
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.transient = code, message, transient
         self.ambiguous = ambiguous  # the call may have been carried out all the same
+        self.unsent = unsent  # certainly not carried out: it never left (e.g. the session is down)
 
 
 class VenueAdapter(Protocol):
@@ -131,6 +133,7 @@ class Resilient:
 
     async def _call(self, what: str, fn, *args):  # type: ignore[no-untyped-def]
         delay = self.base_delay_s
+        unsent = True  # every try so far certainly did not reach the venue
         for attempt in range(1, self.attempts + 1):
             try:
                 try:
@@ -138,14 +141,14 @@ class Resilient:
                 except TimeoutError:
                     raise VenueError("TIMEOUT", f"no answer within {self.timeout_s} s", True) from None
             except VenueError as exc:
-                if not exc.transient and attempt > 1:  # maybe a refusal of what an unanswered try did
+                if not exc.transient and attempt > 1 and not unsent:  # maybe a refusal of what a try did
                     raise VenueError(exc.code, exc.message, False, ambiguous=True) from exc
                 if not exc.transient:
                     raise
+                unsent = unsent and exc.unsent
                 if attempt == self.attempts:
-                    raise VenueError(
-                        "UNAVAILABLE", f"{what} failed {attempt} times: {exc.message}", False, ambiguous=True
-                    ) from exc
+                    raise VenueError("UNAVAILABLE", f"{what} failed {attempt} times: {exc.message}", False,
+                                     ambiguous=not unsent) from exc
                 self.retries += 1
                 log.warning(
                     "venue call failed; retrying",
