@@ -78,7 +78,8 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec("execution.positions", KeyKind.ACCOUNT, (r.PositionUpdated,), ("execution",), ("gateway",)),
     TopicSpec("basket.events", KeyKind.ACCOUNT, (r.BasketFilled,), ("router",), ("gateway",)),
     TopicSpec("venue.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS, ("router",), ("router",)),
-    TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router",), compacted=True),
+    TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router", "gateway"),
+              compacted=True),
     TopicSpec("collateral.commands", KeyKind.ACCOUNT, (r.Deposit, r.Withdraw), ("gateway",), ("collateral",)),
     TopicSpec(
         "collateral.events",

@@ -975,7 +975,8 @@ def _read(
 USER_TOPICS = ("execution.reports", "collateral.events", "basket.events", "execution.positions")
 MARKET_TOPICS = ("md.book", "md.trades", "md.ticker", "md.candles")
 MIRRORED = ("ref.instruments", "md.depth")
-READS = frozenset({*USER_TOPICS, *MARKET_TOPICS, *MIRRORED})  # checked against the topic catalog
+BINANCE_READS = ("risk.commands",)  # kill switches: a halted symbol's status (binance.py)
+READS = frozenset({*USER_TOPICS, *MARKET_TOPICS, *MIRRORED, *BINANCE_READS})  # checked against the catalog
 WRITES = frozenset({"order.commands", "collateral.commands", "risk.commands"})
 USER_EVENT_TYPES = {"ExecutionReport": "execution_report"}  # the rest: the record name in snake case
 
@@ -1072,6 +1073,9 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     from orderstream.gateway import docapi  # the OrderGateway protocol builds on this module
 
     docapi.register(app, gw)
+    from orderstream.gateway import binance  # the Binance-compatible API, likewise
+
+    binance.register(app, gw)
     return app
 
 

@@ -143,7 +143,7 @@ class Verifier:
         JSON value on the WebSocket, any header bytes on REST, which aiohttp decodes with surrogates)."""
         if not all(isinstance(v, str) and v for v in (key_id, timestamp, signature)):
             raise ApiError(40100, "missing X-OS-KEY, X-OS-TIMESTAMP or X-OS-SIGNATURE (strings)", status=401)
-        found = await self._known(key_id)
+        found = await self.known(key_id)
         if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 20):
             raise ApiError(40103, "timestamp must be integer milliseconds", status=401)
         ts = int(timestamp)
@@ -164,12 +164,12 @@ class Verifier:
         otherwise."""
         if not all(isinstance(v, str) and v for v in (key_id, secret)):
             raise ApiError(40100, "missing api_key or api_secret (strings)", status=401)
-        account_id, permissions, stored = await self._known(key_id)
+        account_id, permissions, stored = await self.known(key_id)
         if not hmac.compare_digest(_utf8(stored), _utf8(secret)):
             raise ApiError(40102, "wrong API secret", status=401)
         return Principal(key_id, account_id, permissions)
 
-    async def _known(self, key_id: str) -> tuple[str, frozenset[str], str]:
+    async def known(self, key_id: str) -> tuple[str, frozenset[str], str]:
         """The account, permissions and secret of a key; 40101 when there is no such key."""
         found = await self.keys.lookup(key_id) if key_id.isascii() and len(key_id) <= MAX_KEY_ID else None
         if found is None:

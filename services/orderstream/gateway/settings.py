@@ -73,3 +73,24 @@ class GatewaySettings(ServiceSettings):
     fix_port: int = Field(9878, ge=0, le=65535, description="FIX 4.4 order entry over TCP; 0 turns it off.")
     fix_comp_id: str = Field("ORDERSTREAM", min_length=1, description="Our CompID for FIX order entry.")
     fix_heartbeat_s: int = Field(30, ge=1, description="Heartbeat asked of FIX clients that name none.")
+    binance_weight_per_min: int = Field(
+        6000, ge=1, description="Binance-compatible API: request weight per client address per minute on "
+        "this gateway (Binance's REQUEST_WEIGHT); over it a request is refused with -1003 (429)."
+    )
+    binance_result_wait_s: float = Field(
+        3.0, gt=0, description="Binance-compatible API: how long a new order or a cancel waits for its "
+        "execution reports (the first one: a rejection is answered as Binance does; RESULT and FULL show "
+        "the fills); after it, the answer says what is known."
+    )
+    binance_trades_kept: int = Field(
+        1000, ge=1, le=100_000, description="Binance-compatible API: recent trades kept per symbol "
+        "(GET /api/v3/trades, aggTrades)."
+    )
+    binance_candles_kept: int = Field(
+        1500, ge=1, le=100_000, description="Binance-compatible API: one-minute candles kept per symbol "
+        "(klines; longer intervals are built from them)."
+    )
+    binance_listen_key_ttl_s: float = Field(
+        3600, gt=0, description="Binance-compatible API: a user data stream's listenKey lives this long "
+        "after its last POST or PUT."
+    )
