@@ -396,3 +396,43 @@ async def test_ccxt_order_rate_limit_is_binance_429(traders: dict[str, Any]) -> 
     )
     await asyncio.sleep(3)
     await bob.cancel_all_orders("BTC/USD")
+
+
+async def placed(ex: Any, side: str) -> bool:
+    try:
+        await ex.create_order("ETH/USD", "limit", side, 0.2, 2450)
+    except ccxt.DDoSProtection:  # the order rate limit: tokens come back at ORDERS_PER_S
+        return False
+    return True
+
+
+async def test_market_streams_trade_kline_book_ticker_ticker_and_depth_combined(
+    platform: dict[str, Any], traders: dict[str, Any]
+) -> None:
+    """Binance's combined stream path with five market streams of one symbol; a cross through CCXT
+    shows on each, with Binance's event names and fields, decimals as strings."""
+    names = ["ethusd@trade", "ethusd@kline_1m", "ethusd@bookTicker", "ethusd@ticker", "ethusd@depth"]
+    url = platform["base"].replace("http", "ws", 1) + "/stream?streams=" + "/".join(names)
+    seen: dict[str, dict[str, Any]] = {}
+    log: list[str] = []
+    async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+        await asyncio.sleep(1)
+        alice, bob = traders["alice"], traders["bob"]
+        for who, side in ((alice, "sell"), (bob, "buy")):  # after the rate-limit test: wait for tokens
+            await until(lambda who=who, side=side: placed(who, side), f"a {side} placed", timeout=30)
+        deadline = time.monotonic() + 60
+        while set(seen) != set(names) and time.monotonic() < deadline:
+            frame = await ws.receive_json(timeout=max(0.1, deadline - time.monotonic()))
+            log.append(json.dumps(frame)[:200])
+            if frame["stream"] == "ethusd@trade" and frame["data"]["p"] != "2450.00000000":
+                continue  # a trade of another test
+            seen.setdefault(frame["stream"], frame["data"])
+    assert set(seen) == set(names), (sorted(seen), log)
+    trade = seen["ethusd@trade"]
+    assert (trade["e"], trade["s"], trade["q"]) == ("trade", "ETHUSD", "0.20000000")
+    kline = seen["ethusd@kline_1m"]
+    assert kline["e"] == "kline" and kline["k"]["i"] == "1m" and kline["k"]["s"] == "ETHUSD"
+    assert {"u", "s", "b", "B", "a", "A"} <= set(seen["ethusd@bookTicker"])
+    assert seen["ethusd@ticker"]["e"] == "24hrTicker" and seen["ethusd@ticker"]["s"] == "ETHUSD"
+    depth = seen["ethusd@depth"]
+    assert depth["e"] == "depthUpdate" and {"U", "u", "b", "a"} <= set(depth)
