@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.kafka_tools import delete_test_topics
+
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "deploy" / "local" / "infra.py"
 KAFKA_IMAGE = "confluentinc/cp-kafka:7.9.1"
@@ -61,6 +63,7 @@ def infra() -> Iterator[Infra]:
     mongo = os.environ.get("MONGO_URL")
     if kafka and mongo:
         yield Infra(kafka, mongo, "env")
+        delete_test_topics(kafka)
         return
     if docker_available():
         from testcontainers.community.kafka import KafkaContainer
@@ -73,6 +76,7 @@ def infra() -> Iterator[Infra]:
     local = _local_infra(started)
     try:
         yield Infra(kafka or local.kafka_bootstrap, mongo or local.mongo_url, "local")
+        delete_test_topics(kafka or local.kafka_bootstrap)
     finally:
         if started:
             subprocess.run([sys.executable, str(INFRA), "stop", *started], check=False)
