@@ -137,6 +137,7 @@ class Gateway:
         # per account: who else hears its execution reports (FIX order entry sessions)
         self.report_sinks: dict[str, set[Callable[[r.ExecutionReport], Awaitable[None]]]] = {}
         self.fix = FixEntry(self)
+        self.reports_ready = asyncio.Event()  # the report reader has its positions: nothing after is missed
         self.tasks: list[asyncio.Task[None]] = []
 
     async def placed(self, order_ids: list[str]) -> set[str]:
@@ -216,6 +217,8 @@ class Gateway:
         reports = self.settings.topic("execution.reports")
         await consumer.start()
         try:
+            await positioned(consumer)  # "latest" fixed now, not at the first fetch: a report of an
+            self.reports_ready.set()  # order taken once /healthz says ok is never passed over
             while True:
                 for batch in (await consumer.getmany(timeout_ms=1000)).values():
                     for msg in batch:
@@ -1010,12 +1013,29 @@ KNOWN_METHODS = frozenset({"auth.login", "subscribe", "unsubscribe", *WS_METHODS
 # -- app ------------------------------------------------------------------------------
 
 
+ASSIGNMENT_WAIT_TICKS = 600  # 30 s of 50 ms: the topics exist (the gateway reads them) once metadata comes
+
+
+def ready(gw: Gateway) -> bool:
+    return gw.instruments.ready.is_set() and gw.reports_ready.is_set()
+
+
+async def positioned(consumer: AIOKafkaConsumer) -> None:
+    """Until the consumer has its partitions and a position in each (its offset reset done)."""
+    for _ in range(ASSIGNMENT_WAIT_TICKS):
+        if consumer.assignment():
+            break
+        await asyncio.sleep(0.05)
+    for tp in consumer.assignment():
+        await consumer.position(tp)
+
+
 async def healthz(request: web.Request) -> web.Response:
     gw = request.app[GATEWAY]
     return web.json_response(
         {
             "service": "gateway",
-            "status": "ok" if gw.instruments.ready.is_set() else "starting",
+            "status": "ok" if ready(gw) else "starting",
             "connections": sum(len(c) for c in gw.connections.values()),
             "instruments": len(gw.instruments.latest),
             "orders_in_flight": gw.outstanding.count,
@@ -1023,7 +1043,7 @@ async def healthz(request: web.Request) -> web.Response:
             "orders_in_flight_expired": gw.outstanding.expired,
             "fix_sessions": gw.fix.health(),
         },
-        status=200 if gw.instruments.ready.is_set() else 503,
+        status=200 if ready(gw) else 503,
     )
 
 
