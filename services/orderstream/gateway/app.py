@@ -470,7 +470,7 @@ class Gateway:
             finally:
                 if not new:  # not sent, or sent before under the original's order id
                     for i in ids:
-                        self.outstanding.reported(who.account_id, i)
+                        self.outstanding.reported(who.account_id, i, report=False)
             placed = api.OrderPlaced(
                 order_id=result["order_id"], client_order_id=client_order_id, duplicate=result["duplicate"]
             )
@@ -1072,6 +1072,9 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     from orderstream.gateway import docapi  # the OrderGateway protocol builds on this module
 
     docapi.register(app, gw)
+    from orderstream.gateway import console  # the web pages and the operator views
+
+    console.register(app, gw)
     return app
 
 
