@@ -7,13 +7,15 @@
   (`ops/platform.py`, `ops/tools.py`): `GET /api/v1/admin/services` (each service's /healthz, pid,
   partitions, and the local supervisor's restarts), `GET /api/v1/admin/lag`,
   `GET /api/v1/admin/dead-letters` and `POST /api/v1/admin/dead-letters/replay`.
-  Each gathering is shared by the requests that come within a second of it, so dashboards
-  polling together cost Kafka one query.
+  Each gathering is shared by the requests that come while it runs and for two seconds after, so
+  dashboards polling together cost Kafka one query (a gathering takes 0.1 to 2 s: clients and
+  metadata of a broker with many topics).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -22,15 +24,18 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from orderstream.gateway import api
 from orderstream.gateway.app import Gateway, answers, parse, rest
 from orderstream.gateway.auth import Principal
 from orderstream.ops import platform, tools
 
+log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 Operation = Callable[[Principal, dict[str, Any]], Awaitable[dict[str, Any]]]
-FRESH_S = 1.0  # an operator view this young is answered again as it is
+TRIES = 3  # a broker's metadata or group coordinator may not answer at once (a busy or starting broker)
+FRESH_S = 2.0  # an operator view gathered this recently is answered again as it is
 
 
 class Recent:
@@ -46,10 +51,23 @@ class Recent:
         stale = task is None or (task.done() and (task.exception() is not None
                                                   or time.monotonic() - self.at > FRESH_S))
         if stale:
-            self.at = time.monotonic()
-            self.task = task = asyncio.get_running_loop().create_task(self.gather())
+            self.task = task = asyncio.get_running_loop().create_task(self._gather())
         assert task is not None
         return await asyncio.shield(task)
+
+    async def _gather(self) -> dict[str, Any]:
+        try:
+            for attempt in range(1, TRIES + 1):
+                try:
+                    return await self.gather()
+                except (KafkaError, ConnectionError, TimeoutError) as exc:
+                    if attempt == TRIES:  # answered 50002: try again
+                        raise
+                    log.warning("an operator view failed; trying again", extra={"error": repr(exc)})
+                    await asyncio.sleep(0.5 * attempt)
+            raise AssertionError("unreachable")
+        finally:  # fresh from when it was gathered: one that took longer than FRESH_S is still reused
+            self.at = time.monotonic()
 
     def forget(self) -> None:
         self.task = None
