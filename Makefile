@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
 
-.PHONY: bench help install tools test test-unit test-integration lint schemas-lock infra-install infra-start \
+.PHONY: bench help install web tools test test-unit test-integration lint schemas-lock infra-install infra-start \
         infra-stop infra-status infra-clean up down status demo clean
 
 help: ## List the targets
@@ -20,7 +20,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	@rm -f $(VENV)/.installed-* && touch $@
 
-install: $(STAMP) ## Create .venv and install Orderstream with its dev tools
+# The web pages' chart library: lightweight-charts from npm at the version web/package-lock.json pins,
+# copied into the gateway's static files (git-ignored; the package data ships it).
+CHART_JS := services/orderstream/gateway/static/vendor/lightweight-charts.standalone.production.js
+
+$(CHART_JS): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	mkdir -p $(dir $@) && cp web/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js $@
+
+web: $(CHART_JS) ## Fetch the web pages' chart library (npm ci in web/) into the gateway's static files
+
+install: $(STAMP) $(CHART_JS) ## Create .venv and install Orderstream with its dev tools and the web pages' library
 
 KUSTOMIZE := .cache/bin/kustomize
 
@@ -29,13 +39,13 @@ $(KUSTOMIZE):
 
 tools: $(KUSTOMIZE) ## Build the test tools the suite needs (kustomize, from the Go module proxy, into .cache/bin)
 
-test: $(STAMP) $(KUSTOMIZE) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_BOOTSTRAP_SERVERS/MONGO_URL or Docker are there
+test: $(STAMP) $(KUSTOMIZE) $(CHART_JS) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_BOOTSTRAP_SERVERS/MONGO_URL or Docker are there
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) $(KUSTOMIZE) ## Run the unit tests only (no servers)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: $(STAMP) ## Run the integration and end-to-end tests (real Kafka and MongoDB-wire server)
+test-integration: $(STAMP) $(CHART_JS) ## Run the integration and end-to-end tests (real Kafka and MongoDB-wire server)
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, matcher via the broker, collector into MongoDB, gateway
@@ -69,7 +79,7 @@ infra-status: ## Show whether the local servers run
 infra-clean: ## Stop the local servers and delete their data and logs
 	$(INFRA) clean
 
-up: $(STAMP) ## Run the system: Kafka + MongoDB-wire server + FIX venue (Executor), topics, instruments, all six services, demo keys
+up: $(STAMP) $(CHART_JS) ## Run the system: Kafka + MongoDB-wire server + FIX venue (Executor), topics, instruments, all six services, demo keys
 	$(BIN)/orderstream up
 
 down: ## Stop everything `make up` started

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from orderstream.common.topics import create_topics
-from orderstream.ops.tools import dlq_replay, lag, tail
+from orderstream.ops.tools import dead_letters, dlq_replay, lag, tail
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC, instrument
 from tests.kafka_tools import produce, read, unique_prefix
@@ -86,11 +86,16 @@ async def test_dlq_replay_sends_each_record_back_once_with_its_key_and_headers(i
             )
         ],
     )
+    counts = await dead_letters(infra.kafka_bootstrap, prefix, prefix + "replay")
+    assert counts["order.events.dlq"] == {"records": 1, "not_replayed": 1}
+    assert counts["md.book.dlq"]["records"] == 0
     dry = await dlq_replay(infra.kafka_bootstrap, dlq, to=None, dry_run=True, group=prefix + "replay")
     assert len(dry) == 1 and dry[0].startswith("would send") and "illegal transition" in dry[0]
     sent = await dlq_replay(infra.kafka_bootstrap, dlq, to=None, dry_run=False, group=prefix + "replay")
     again = await dlq_replay(infra.kafka_bootstrap, dlq, to=None, dry_run=False, group=prefix + "replay")
     assert (len(sent), again) == (1, [])
+    counts = await dead_letters(infra.kafka_bootstrap, prefix, prefix + "replay")
+    assert counts["order.events.dlq"] == {"records": 1, "not_replayed": 0}
     (msg,) = await read(infra.kafka_bootstrap, source, 1, timeout=10)
     assert (msg.key, msg.value) == (b"A", b"payload")
     assert dict(msg.headers) == {"x-request-id": b"r9", "x-dlq-replayed-from": f"{dlq}:0:0".encode()}

@@ -495,6 +495,7 @@ class Service:
                 "assigned_partitions": len(assigned),
                 "assigned": assigned,
                 "uptime_s": round(time.time() - service._started, 1),
+                "pid": os.getpid(),
             }
             consumer = app.consumer if consumer_up else None
             if isinstance(consumer, FastConsumer):  # the delivery path's counters (common/delivery.py)

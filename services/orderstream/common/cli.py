@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dlq", help="dead-letter topic, e.g. order.events.dlq (the prefix is added)")
     p.add_argument("--to", default=None, help="target topic instead of the x-dlq-source-topic header")
     p.add_argument("--dry-run", action="store_true", help="list what would be sent; send and commit nothing")
-    p.add_argument("--group", default="orderstream-dlq-replay")
+    p.add_argument("--group", default="orderstream-dlq-replay")  # ops.tools.REPLAY_GROUP
     _kafka_args(p)
     p.set_defaults(func=_dlq_replay)
     for name, text in (

@@ -19,6 +19,7 @@ from pydantic import (
 from orderstream.collector.history import MAX_PAGE, parse_cursor
 from orderstream.common import records as r
 from orderstream.common.decimals import API_MAX
+from orderstream.common.topics import CATALOG, dlq_name
 from orderstream.gateway.errors import ApiError
 
 # An exact amount as a string: plain digits (no sign, exponent or spaces), above 0 and at most 10^15,
@@ -218,6 +219,27 @@ class PostKillSwitch(BaseModel):
     reason: str = Field(min_length=1, max_length=200)
 
 
+DEAD_LETTER_TOPICS = tuple(dlq_name(t.name) for t in CATALOG)
+
+
+class ReplayDeadLetters(BaseModel):
+    """POST /api/v1/admin/dead-letters/replay: send a dead-letter topic's records back, each once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    topic: str = Field(
+        description="A dead-letter topic, without the topic prefix.",
+        json_schema_extra={"enum": list(DEAD_LETTER_TOPICS)},
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _known(cls, topic: str) -> str:
+        if topic not in DEAD_LETTER_TOPICS:
+            raise ValueError("not a dead-letter topic of the catalog")
+        return topic
+
+
 class Answer(BaseModel):
     """A successful answer: the `result` of a WebSocket reply, or a REST 200 body."""
 
@@ -287,6 +309,58 @@ class KillSwitchSent(CommandSent):
     engaged: bool
 
 
+class InstrumentView(Answer):
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: str
+    lot_size: str
+    min_quantity: str
+    min_notional: str
+    maker_fee: str
+    taker_fee: str
+    venue: str
+    enabled: bool
+
+
+class Instruments(Answer):
+    instruments: list[InstrumentView]
+
+
+class ServiceView(Answer):
+    status: str = Field(description="ok, starting (its /healthz answers 503) or down (no answer).")
+    port: int
+    pid: int | None = Field(description="Its process id, from /healthz (or the local supervisor).")
+    restarts: int | None = Field(description="Restarts by the local supervisor; null when none runs it.")
+    assigned_partitions: int | None = Field(description="Partitions its consumer holds (workers).")
+    health: dict[str, Any] = Field(description="Its /healthz body as answered.")
+
+
+class Services(Answer):
+    services: dict[str, ServiceView]
+
+
+class ConsumerLag(Answer):
+    lag: dict[str, dict[str, int]] = Field(
+        description="Per service (consumer group), per topic: end offset minus committed, summed over "
+        "partitions."
+    )
+
+
+class DeadLetterCount(Answer):
+    records: int = Field(description="Records the dead-letter topic keeps.")
+    not_replayed: int = Field(description="Of these, the ones the replayer has not sent back yet.")
+
+
+class DeadLetters(Answer):
+    topics: dict[str, DeadLetterCount]
+
+
+class Replayed(Answer):
+    topic: str
+    replayed: list[str] = Field(description="One line per record sent back (empty: nothing to replay).")
+
+
 RESPONSES: dict[str, type[Answer]] = {
     "order.place": OrderPlaced,
     "order.basket": OrderPlaced,
@@ -300,6 +374,11 @@ RESPONSES: dict[str, type[Answer]] = {
     "admin.deposit": CommandSent,
     "admin.withdraw": CommandSent,
     "admin.kill_switch": KillSwitchSent,
+    "instruments.list": Instruments,
+    "admin.services": Services,
+    "admin.lag": ConsumerLag,
+    "admin.dead_letters": DeadLetters,
+    "admin.replay": Replayed,
 }
 
 
@@ -378,6 +457,11 @@ OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]],
     ("/api/v1/admin/accounts", "post", "admin.account", CreateAccount, ("400",)),
     ("/api/v1/admin/deposits", "post", "admin.deposit", PostDeposit, ("400",)),
     ("/api/v1/admin/withdrawals", "post", "admin.withdraw", PostWithdrawal, ("400",)),
+    ("/api/v1/instruments", "get", "instruments.list", None, ()),
+    ("/api/v1/admin/services", "get", "admin.services", None, ()),
+    ("/api/v1/admin/lag", "get", "admin.lag", None, ()),
+    ("/api/v1/admin/dead-letters", "get", "admin.dead_letters", None, ()),
+    ("/api/v1/admin/dead-letters/replay", "post", "admin.replay", ReplayDeadLetters, ("400",)),
 )
 ERROR_STATUSES = {
     "400": "a request the API refuses: not JSON (40002), nested too deep (40004), a field at fault (40001, "

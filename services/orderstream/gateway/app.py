@@ -473,7 +473,7 @@ class Gateway:
             finally:
                 if not new:  # not sent, or sent before under the original's order id
                     for i in ids:
-                        self.outstanding.reported(who.account_id, i)
+                        self.outstanding.reported(who.account_id, i, report=False)
             placed = api.OrderPlaced(
                 order_id=result["order_id"], client_order_id=client_order_id, duplicate=result["duplicate"]
             )
@@ -1096,6 +1096,9 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     from orderstream.gateway import binance  # the Binance-compatible API, likewise
 
     binance.register(app, gw)
+    from orderstream.gateway import console  # the web pages and the operator views
+
+    console.register(app, gw)
     return app
 
 

@@ -10,6 +10,8 @@ report never comes (the record lost to a dead-letter topic, say) stops counting 
 
 Each gateway bounds its own orders; reports are matched by order id, so another gateway's
 reports do not count here. A record is decoded for this only when its account has orders out.
+The time from the order's queueing for the broker to that first report is observed in
+`orderstream_gateway_order_report_seconds` (/metrics; the operator dashboard plots it).
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from prometheus_client import Histogram
+
+ORDER_REPORT = Histogram(
+    "orderstream_gateway_order_report_seconds",
+    "From an order queued for the broker to its first execution report (accepted or rejected)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
 
 class InFlight:
     def __init__(self, limit: int, expire_s: float) -> None:
         self.limit = limit
         self.expire_s = expire_s
-        self.by_account: dict[str, set[str]] = {}
+        self.by_account: dict[str, dict[str, float]] = {}  # account -> order id -> when sent
         self._sent: deque[tuple[float, str, str]] = deque()  # (when, account, order id), oldest first
         self.count = 0
         self.expired = 0
@@ -30,16 +40,19 @@ class InFlight:
 
     def sent(self, account: str, order_ids: list[str]) -> None:
         now = time.monotonic()
-        out = self.by_account.setdefault(account, set())
+        out = self.by_account.setdefault(account, {})
         for order_id in order_ids:
             if order_id not in out:
-                out.add(order_id)
+                out[order_id] = now
                 self._sent.append((now, account, order_id))
                 self.count += 1
 
-    def reported(self, account: str, order_id: str) -> None:
+    def reported(self, account: str, order_id: str, *, report: bool = True) -> None:
+        """The order's first report came (`report`), or it was not sent after all."""
         out = self.by_account.get(account)
         if out is not None and order_id in out:
+            if report:
+                ORDER_REPORT.observe(time.monotonic() - out[order_id])
             self._forget(account, order_id, out)
 
     def busy(self) -> bool:
@@ -56,8 +69,8 @@ class InFlight:
         self.refused += 1
         return True
 
-    def _forget(self, account: str, order_id: str, out: set[str]) -> None:
-        out.discard(order_id)
+    def _forget(self, account: str, order_id: str, out: dict[str, float]) -> None:
+        out.pop(order_id, None)
         self.count -= 1
         if not out:
             del self.by_account[account]

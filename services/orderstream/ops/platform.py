@@ -161,6 +161,14 @@ def supervise(folder: Path) -> int:
     return 0
 
 
+def supervised(folder: Path) -> dict[str, Any]:
+    """What the supervisor last wrote of each service it runs (pid, restarts); {} when none runs."""
+    with contextlib.suppress(OSError, ValueError):
+        children: dict[str, Any] = json.loads((folder / "services.json").read_text())
+        return children
+    return {}
+
+
 def supervisor_pid(folder: Path) -> int | None:
     try:
         pid = int((folder / "supervisor.pid").read_text())
@@ -416,9 +424,7 @@ def status(_: argparse.Namespace) -> int:
     folder = run_dir()
     pid = supervisor_pid(folder)
     say(f"supervisor: {'running, pid ' + str(pid) if pid else 'not running'}")
-    children: dict[str, Any] = {}
-    with contextlib.suppress(OSError, ValueError):
-        children = json.loads((folder / "services.json").read_text())
+    children = supervised(folder)
     env = dict(os.environ)
     ports = {s: web_port(s, env) for s in SETTINGS}
 

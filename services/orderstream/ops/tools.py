@@ -4,6 +4,8 @@
   offset, key, headers, type, value); an undecodable record is printed with its error and bytes.
 - `lag`: per service (its consumer group), the committed offset against the end of every
   partition it reads, and the total.
+- dead-letter counts: per dead-letter topic, the records kept and those not replayed yet (the
+  gateway's operator dashboard shows them).
 - `dlq-replay TOPIC.dlq`: sends dead-lettered records back to the topic they came from (the
   `x-dlq-source-topic` header), with their key and original headers plus
   `x-dlq-replayed-from`. The replayer commits what it sent in its own consumer group, so each
@@ -24,8 +26,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
 from orderstream.common.records import ALL_RECORDS
+from orderstream.common.topics import CATALOG, dlq_name
 
 SERVICES = ("collateral", "router", "matcher", "execution", "collector")
+REPLAY_GROUP = "orderstream-dlq-replay"  # the replayer's consumer group (after the topic prefix)
 DLQ_HEADERS = (
     "x-dlq-error",
     "x-dlq-error-type",
@@ -139,6 +143,32 @@ async def lag(bootstrap: str, prefix: str, services: Iterable[str] = SERVICES) -
         await admin.close()
 
 
+async def dead_letters(bootstrap: str, prefix: str, group: str) -> dict[str, dict[str, int]]:
+    """Per dead-letter topic of the catalog (named without the prefix): the records it keeps, and how
+    many of them the replayer's consumer `group` has not replayed yet."""
+    names = [prefix + dlq_name(t.name) for t in CATALOG]
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        described = await admin.describe_topics(names)
+        tps = [TopicPartition(d["topic"], p["partition"])
+               for d in described if d["error_code"] == 0 for p in d["partitions"]]
+        firsts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
+        replayed = await admin.list_consumer_group_offsets(group)
+        out: dict[str, dict[str, int]] = {}
+        for tp in tps:
+            counts = out.setdefault(tp.topic.removeprefix(prefix), {"records": 0, "not_replayed": 0})
+            done = replayed[tp].offset if tp in replayed else -1
+            counts["records"] += ends[tp] - firsts[tp]
+            counts["not_replayed"] += ends[tp] - max(firsts[tp], done)
+        return out
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
 async def dlq_replay(bootstrap: str, dlq: str, *, to: str | None, dry_run: bool, group: str) -> list[str]:
     """Replay every not-yet-replayed record of `dlq`; what was (or would be) sent, one line each."""
     consumer = AIOKafkaConsumer(
@@ -153,12 +183,20 @@ async def dlq_replay(bootstrap: str, dlq: str, *, to: str | None, dry_run: bool,
     await producer.start()
     done: list[str] = []
     try:
+        tps = [TopicPartition(dlq, p) for p in await partitions_of(bootstrap, dlq)]
+        # Only what is there now: a record that fails again once replayed is dead-lettered again, and
+        # waits for the next replay instead of going round while this one runs.
+        ends = await consumer.end_offsets(tps)
         while True:
             batch = await consumer.getmany(timeout_ms=2000)
             if not batch:
                 return done
-            for records in batch.values():
+            upto: dict[TopicPartition, int] = {}
+            for tp, records in batch.items():
                 for msg in records:
+                    if msg.offset >= ends.get(tp, 0):
+                        break
+                    upto[tp] = msg.offset + 1
                     headers = dict(msg.headers or ())
                     target = to or headers.get("x-dlq-source-topic", b"").decode()
                     if not target:
@@ -175,8 +213,10 @@ async def dlq_replay(bootstrap: str, dlq: str, *, to: str | None, dry_run: bool,
                         f"{'would send' if dry_run else 'sent'} {msg.topic}[{msg.partition}]@{msg.offset}"
                         f" -> {target} (was: {reason})"
                     )
-            if not dry_run:
-                await consumer.commit()
+            if not dry_run and upto:
+                await consumer.commit(upto)
+            if all([await consumer.position(tp) >= ends[tp] for tp in consumer.assignment() if tp in ends]):
+                return done
     finally:
         await producer.stop()
         await consumer.stop()
