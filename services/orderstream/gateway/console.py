@@ -80,8 +80,16 @@ class Console:
         self.prefix = gw.settings.topic_prefix
         self.health = Recent(self._services)
         self.lags = Recent(lambda: tools.lag(self.bootstrap, self.prefix))
-        self.dead = Recent(lambda: tools.dead_letters(self.bootstrap, self.prefix, self.replay_group))
+        self.clients = tools.Clients(self.bootstrap)  # kept: a gathering then takes milliseconds
+        self.dead = Recent(self._dead_letters)
         self.replaying = asyncio.Lock()
+
+    async def _dead_letters(self) -> dict[str, Any]:
+        try:
+            return await tools.dead_letters(self.bootstrap, self.prefix, self.replay_group, self.clients)
+        except (KafkaError, ConnectionError, TimeoutError):
+            await self.clients.stop()  # the next try starts fresh ones
+            raise
 
     @property
     def replay_group(self) -> str:
@@ -154,6 +162,11 @@ def page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
 def register(app: web.Application, gw: Gateway) -> None:
     """The pages (`/`, `/ops`, `/static/`) and the endpoints behind them."""
     console = Console(gw)
+
+    async def stop(_: web.Application) -> None:
+        await console.clients.stop()
+
+    app.on_cleanup.append(stop)
     app.router.add_get("/", page("index.html"))
     app.router.add_get("/ops", page("ops.html"))
     app.router.add_static("/static/", STATIC)

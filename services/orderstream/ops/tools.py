@@ -143,14 +143,43 @@ async def lag(bootstrap: str, prefix: str, services: Iterable[str] = SERVICES) -
         await admin.close()
 
 
-async def dead_letters(bootstrap: str, prefix: str, group: str) -> dict[str, dict[str, int]]:
+class Clients:
+    """An admin client and a group-less consumer, started once and kept (a process that asks often,
+    like the gateway's operator views, spares the connect and metadata of new ones each time)."""
+
+    admin: AIOKafkaAdminClient
+    consumer: AIOKafkaConsumer
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.started = False
+
+    async def start(self) -> Clients:
+        if not self.started:  # made here, in the running loop
+            self.admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+            self.consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None)
+            await self.admin.start()
+            await self.consumer.start()
+            self.started = True
+        return self
+
+    async def stop(self) -> None:
+        if self.started:
+            self.started = False
+            await self.consumer.stop()
+            await self.admin.close()
+
+
+async def dead_letters(
+    bootstrap: str, prefix: str, group: str, clients: Clients | None = None
+) -> dict[str, dict[str, int]]:
     """Per dead-letter topic of the catalog (named without the prefix): the records it keeps, and how
-    many of them the replayer's consumer `group` has not replayed yet."""
+    many of them the replayer's consumer `group` has not replayed yet. With `clients`, theirs are used
+    and kept; else new ones are started and stopped."""
     names = [prefix + dlq_name(t.name) for t in CATALOG]
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
-    await admin.start()
-    await consumer.start()
+    own = clients is None
+    kept = await (clients or Clients(bootstrap)).start()
+    admin, consumer = kept.admin, kept.consumer
     try:
         described = await admin.describe_topics(names)
         tps = [TopicPartition(d["topic"], p["partition"])
@@ -165,8 +194,8 @@ async def dead_letters(bootstrap: str, prefix: str, group: str) -> dict[str, dic
             counts["not_replayed"] += ends[tp] - max(firsts[tp], done)
         return out
     finally:
-        await consumer.stop()
-        await admin.close()
+        if own:
+            await kept.stop()
 
 
 async def dlq_replay(bootstrap: str, dlq: str, *, to: str | None, dry_run: bool, group: str) -> list[str]:
