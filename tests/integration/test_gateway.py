@@ -456,6 +456,11 @@ async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
         ("POST", "/api/v1/admin/deposits"),
         ("POST", "/api/v1/admin/withdrawals"),
         ("POST", "/api/v1/admin/kill-switch"),
+        ("GET", "/api/v1/instruments"),  # the web pages' (gateway/console.py)
+        ("GET", "/api/v1/admin/services"),
+        ("GET", "/api/v1/admin/lag"),
+        ("GET", "/api/v1/admin/dead-letters"),
+        ("POST", "/api/v1/admin/dead-letters/replay"),
     }
     documented = {(m.upper(), path) for path, ops in doc["paths"].items() for m in ops}
     assert documented == served

@@ -382,19 +382,24 @@ RESPONSES: dict[str, type[Answer]] = {
 }
 
 
+def plain(value: Decimal) -> str:
+    """A decimal as a person writes it: 0.5, not 0.500000000000000000 (what Avro's scale gives)."""
+    return format(value.normalize(), "f")
+
+
 def check_increments(instrument: r.Instrument, quantity: Decimal | None, **prices: Decimal | None) -> None:
     """A quantity off the lot size (40012) or a price off the tick size (40011) is refused."""
     if quantity is not None and quantity % instrument.lot_size:
         raise ApiError(
             40012,
-            f"quantity must be a multiple of the lot size {instrument.lot_size}",
+            f"quantity must be a multiple of the lot size {plain(instrument.lot_size)}",
             {"field": "quantity", "lot_size": str(instrument.lot_size)},
         )
     for name, value in prices.items():
         if value is not None and value % instrument.tick_size:
             raise ApiError(
                 40011,
-                f"{name} must be a multiple of the tick size {instrument.tick_size}",
+                f"{name} must be a multiple of the tick size {plain(instrument.tick_size)}",
                 {"field": name, "tick_size": str(instrument.tick_size)},
             )
 
@@ -413,7 +418,8 @@ def check_instrument(o: PlaceOrder, instrument: r.Instrument | None) -> None:
             {"field": "display_quantity", "lot_size": str(instrument.lot_size)},
         )
     if o.quantity < instrument.min_quantity:
-        raise ApiError(40013, f"quantity below the minimum {instrument.min_quantity}", {"field": "quantity"})
+        raise ApiError(40013, f"quantity below the minimum {plain(instrument.min_quantity)}",
+                       {"field": "quantity"})
 
 
 def check_basket(b: PlaceBasket, instruments: Any) -> None:
@@ -431,13 +437,13 @@ def check_basket(b: PlaceBasket, instruments: Any) -> None:
             raise ApiError(
                 40012,
                 f"leg {i}: quantity x weight = {child} is off the lot size "
-                f"{instrument.lot_size} or below the minimum {instrument.min_quantity}",
+                f"{plain(instrument.lot_size)} or below the minimum {plain(instrument.min_quantity)}",
                 {"field": f"{field}.weight", "lot_size": str(instrument.lot_size)},
             )
         if leg.price is not None and leg.price % instrument.tick_size:
             raise ApiError(
                 40011,
-                f"leg {i}: price must be a multiple of the tick size {instrument.tick_size}",
+                f"leg {i}: price must be a multiple of the tick size {plain(instrument.tick_size)}",
                 {"field": f"{field}.price", "tick_size": str(instrument.tick_size)},
             )
 
