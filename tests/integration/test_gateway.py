@@ -81,6 +81,9 @@ async def test_validation_errors_name_the_field(gateway: dict[str, Any]) -> None
             (order("v6", quantity="0.0005"), 40012, "quantity"),
             (order("v7", colour="red"), 40001, "colour"),
             (order("v8", quantity="1000000000000001"), 40001, "quantity"),  # above 10^15
+            # beyond an Avro long: was a 503 (the command could not be encoded), found by the property run
+            (order("v9", time_in_force="GTD", expire_at=-47748360683503952592896), 40001, "expire_at"),
+            (order("v10", time_in_force="GTD", expire_at=2**63), 40001, "expire_at"),
         ]
         for body, code, field in cases:
             status, _, answer = await a.call(http, "POST", "/api/v1/orders", body)

@@ -80,7 +80,9 @@ class PlaceOrder(BaseModel):
     trailing_offset_type: r.TrailingOffsetType | None = None
     self_trade_prevention: r.SelfTradePrevention = r.SelfTradePrevention.CANCEL_NEWEST
     post_only: bool = False
-    expire_at: int | None = None
+    expire_at: int | None = Field(  # an Avro long: a larger one could not be sent (found by the property run)
+        None, ge=0, le=2**63 - 1, description="GTD expiry, nanoseconds since the Unix epoch, UTC."
+    )
 
 
 class PlaceBasketLeg(BaseModel):
