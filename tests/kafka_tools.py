@@ -168,9 +168,12 @@ class Worker:
             return "(no log)"
 
 
-async def eventually(what: str, probe: Callable[[], Awaitable[bool]], timeout: float = 60.0) -> None:
-    """Until `probe()` is true; fails naming `what` after `timeout` seconds."""
+async def eventually(
+    what: str, probe: Callable[[], Awaitable[Any]], timeout: float = 60.0, interval: float = 0.05
+) -> Any:
+    """Until `probe()` gives something true, which it returns; fails naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
-    while not await probe():
+    while not (got := await probe()):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(interval)
+    return got

@@ -20,6 +20,8 @@ from binance import AsyncClient, BinanceSocketManager
 from binance.client import Client
 from binance.exceptions import BinanceAPIException
 
+from tests.kafka_tools import eventually
+
 pytestmark = pytest.mark.integration
 
 # A small order bucket, so that the rate-limit test (the module's last) reaches it quickly; the other
@@ -79,15 +81,8 @@ async def traders(platform: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
 
 
 async def until(check: Any, what: str, timeout: float = 60) -> Any:
-    """Poll `check()` (async) until it gives something true."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = await check()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        await asyncio.sleep(0.5)
+    """Poll `check()` (async, a signed request each time: every 0.5 s) until it gives something true."""
+    return await eventually(what, check, timeout, interval=0.5)
 
 
 def totals(balance: dict[str, Any]) -> dict[str, D]:

@@ -20,7 +20,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from orderstream.ops.client import GatewayClient
-from tests.kafka_tools import ROOT
+from tests.kafka_tools import ROOT, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -94,13 +94,7 @@ async def balances(page: Any) -> dict[str, D]:
 
 
 async def until(what: str, check: Any, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        got = await check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"{what}: not seen in {timeout_s:.0f} s"
-        await asyncio.sleep(0.25)
+    return await eventually(what, check, timeout_s, interval=0.25)
 
 
 async def test_two_traders_cross_through_the_ticket_and_see_it_everywhere(
