@@ -43,6 +43,7 @@ from orderstream.common.fix.session import (
     NotLoggedOn,
     Session,
     SessionConfig,
+    field_text,
     parse,
     utc_now,
 )
@@ -260,7 +261,8 @@ class FixVenue:
             raise VenueError("UNAVAILABLE", str(exc), transient=True, unsent=True) from None
         self.by_seq[seq] = key
         if msg_type == "D":
-            self.sent[key] = parse(self.store.sent(seq, seq).__next__()[1])
+            # what the order's later cancels and replaces need, from the body just sent (no re-read)
+            self.sent[key] = Message([(35, b"D"), *((t, field_text(v).encode()) for t, v in body)])
         return await (asyncio.wait_for(fut, timeout_s) if timeout_s else fut)
 
     async def _wait(self, key: str) -> Message:

@@ -107,14 +107,15 @@ def encode(begin: str, msg_type: str, header: Iterable[tuple[int, object]],
     m.append_pair(8, begin, header=True)
     m.append_pair(35, msg_type, header=True)
     for tag, value in header:
-        m.append_pair(tag, _text(value), header=True)
+        m.append_pair(tag, field_text(value), header=True)
     for tag, value in body:
-        m.append_pair(tag, _text(value))
+        m.append_pair(tag, field_text(value))
     raw: bytes = m.encode()
     return raw
 
 
-def _text(value: object) -> str:
+def field_text(value: object) -> str:
+    """A field's value as it goes on the wire (a Decimal plainly, a bool as Y/N)."""
     if isinstance(value, Decimal):
         return format(value.normalize(), "f")  # 30000.000 -> 30000, never an exponent
     if isinstance(value, bool):
