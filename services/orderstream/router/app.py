@@ -127,7 +127,7 @@ class RouterWorker:
         self.settings = settings
         outputs = {
             name: service.output(name)
-            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS)
+            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, "collateral.commands")
         }
         self.outputs = outputs
         self.state = StateStore(service, "router-state", outputs, settings.dedupe_window)
