@@ -462,3 +462,71 @@ async def test_fix_sequence_numbers_survive_a_gateway_restart(platform: dict[str
     canceled = await fix.until(is_report(f"{t}-2", "4"))
     assert canceled.seq == back.seq + 1 and not canceled.poss_dup
     assert not fix.problems, fix.problems
+
+
+async def test_an_oco_and_a_bracket_through_the_gateway(platform: dict[str, Any]) -> None:
+    """alice's OCO over REST: bob's buy takes part of the limit leg and the stop leg goes at once;
+    alice's bracket over the WebSocket: its entry fills, its exits appear, the take-profit's fill
+    takes the stop-loss. Bad lists are refused naming the field; the ledger ends exact."""
+    alice, bob = client(platform, "alice"), client(platform, "bob")
+    t = uuid.uuid4().hex[:6]
+    eth = {"symbol": "ETH-USD"}  # other tests leave ETH orders at 1000 and 5000 only
+    async with aiohttp.ClientSession() as http:
+        for body, code, field in (
+            ({**eth, "client_order_id": f"{t}-x1", "side": "SELL", "quantity": "1", "price": "2900",
+              "stop_price": "3000"}, 40001, "price"),
+            ({**eth, "client_order_id": f"{t}-x2", "side": "BUY", "quantity": "1", "price": "2900",
+              "stop_price": "3000"}, 40001, "stop_limit_price"),
+            ({"symbol": "ADA-USD", "client_order_id": f"{t}-x3", "side": "SELL", "quantity": "10",
+              "price": "1", "stop_price": "0.5"}, 40014, "symbol"),
+        ):
+            status, _, answer = await alice.call(http, "POST", "/api/v1/oco", body)
+            error = answer["error"]
+            assert (status, error["code"], error["details"]["field"]) == (400, code, field)
+        status, _, answer = await alice.call(http, "POST", "/api/v1/brackets", {
+            **eth, "client_order_id": f"{t}-x4", "side": "SELL", "quantity": "1", "price": "2900",
+            "take_profit_price": "2800", "stop_price": "3000"})
+        assert (status, answer["error"]["details"]["field"]) == (400, "stop_limit_price")
+
+        traders = {"a": alice, "b": bob}
+        before = {w: (await c.ok(http, "GET", "/api/v1/balances"))["balances"] for w, c in traders.items()}
+        async with alice.session(http) as sa, bob.session(http) as sb:
+            for s in (sa, sb):
+                await s.call("subscribe", {"stream": "user"})
+            oco = await alice.ok(http, "POST", "/api/v1/oco", {
+                **eth, "client_order_id": f"{t}-oco", "side": "SELL", "quantity": "1", "price": "3000",
+                "stop_price": "1500"})  # below every trade of the module: the stop must not fire at once
+            limit, stop = f"{oco['order_id']}/0", f"{oco['order_id']}/1"
+            await final_report(sa, limit, "ACCEPTED")
+            await sb.call("order.place", {**eth, "client_order_id": f"{t}-b1", "side": "BUY",
+                                          "quantity": "0.4", "price": "3000"})
+            await final_report(sa, limit, "PARTIALLY_FILLED")  # (reports come in this order)
+            assert (await final_report(sa, stop, "CANCELED"))["reason"] == "LINKED_ORDER_EXECUTED"
+            await alice.ok(http, "DELETE", f"/api/v1/orders/{oco['order_id']}")  # the list: its open orders
+            assert D((await final_report(sa, limit, "CANCELED"))["filled_quantity"]) == D("0.4")
+
+            bracket = await sa.call("order.bracket", {
+                **eth, "client_order_id": f"{t}-br", "side": "BUY", "quantity": "1", "price": "2400",
+                "take_profit_price": "2600", "stop_price": "2200"})
+            entry, tp, sl = (f"{bracket['order_id']}/{n}" for n in range(3))
+            await final_report(sa, entry, "ACCEPTED")
+            await sb.call("order.place", {**eth, "client_order_id": f"{t}-s1", "side": "SELL",
+                                          "quantity": "1", "price": "2400"})
+            await final_report(sa, entry, "FILLED")
+            assert D((await final_report(sa, tp, "ACCEPTED"))["quantity"]) == 1
+            await final_report(sa, sl, "ACCEPTED")
+            await sb.call("order.place", {**eth, "client_order_id": f"{t}-b2", "side": "BUY", "quantity": "1",
+                                          "price": "2600"})
+            await final_report(sa, tp, "FILLED")
+            assert (await final_report(sa, sl, "CANCELED"))["reason"] == "LINKED_ORDER_EXECUTED"
+        # alice: sold 0.4 ETH at 3000 (maker), bought 1 at 2400 (maker), sold it at 2600 (maker)
+        want = {
+            ("a", "ETH"): total(before["a"], "ETH") - D("0.4"),
+            ("a", "USD"): total(before["a"], "USD") + D("1198.8") - D("2402.4") + D("2597.4"),
+            ("b", "ETH"): total(before["b"], "ETH") + D("0.4"),
+            ("b", "USD"): total(before["b"], "USD") - D("1202.4") + D("2395.2") - D("2605.2"),
+        }
+        await settled(http, traders, want)
+        after = (await alice.ok(http, "GET", "/api/v1/balances"))["balances"]
+        for asset in ("ETH", "USD"):  # what the lists held is all released
+            assert D(after[asset]["held"]) == D(before["a"][asset]["held"])

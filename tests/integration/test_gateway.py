@@ -455,6 +455,8 @@ async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
         ("DELETE", "/api/v1/orders/{order_id}"),
         ("GET", "/api/v1/history"),
         ("GET", "/api/v1/balances"),
+        ("POST", "/api/v1/oco"),
+        ("POST", "/api/v1/brackets"),
         ("POST", "/api/v1/admin/accounts"),
         ("POST", "/api/v1/admin/deposits"),
         ("POST", "/api/v1/admin/withdrawals"),

@@ -181,13 +181,15 @@ def test_the_generated_requests_reached_every_operation_signed() -> None:
     print({op: dict(statuses) for op, statuses in SEEN.items()})
     assert set(SEEN) == {
         "orders.open", "order.place", "order.get", "order.replace", "order.cancel", "orders.history",
-        "balances.get", "order.basket", "admin.kill_switch", "admin.account", "admin.deposit",
-        "admin.withdraw", "instruments.list", "admin.services", "admin.lag", "admin.dead_letters",
-        "admin.replay",
+        "balances.get", "order.basket", "order.oco", "order.bracket", "admin.kill_switch", "admin.account",
+        "admin.deposit", "admin.withdraw", "instruments.list", "admin.services", "admin.lag",
+        "admin.dead_letters", "admin.replay",
     }, SEEN
     for op, statuses in SEEN.items():
         assert statuses.total() >= 50, (op, statuses)
         assert statuses[401] < statuses.total() / 10, (op, statuses)  # nearly every signature verified
+    # (order.oco and order.bracket are not here: random prices are seldom in a list's order, stop < limit;
+    # tests/e2e/test_platform.py places both)
     for op in ("orders.open", "order.place", "order.basket", "orders.history", "balances.get",
                "admin.account", "admin.deposit", "admin.withdraw", "admin.kill_switch", "instruments.list",
                "admin.services", "admin.lag", "admin.dead_letters", "admin.replay"):

@@ -12,26 +12,12 @@ from orderstream.collateral.app import load_account, store_account, with_pool
 from orderstream.collateral.domain.ledger import Account, LedgerError, journal
 from orderstream.common import records as r
 from orderstream.common.basket import list_orders, placed_at_once
+from tests.order_lists import leg, order_list
 from tests.unit.test_ledger import BTC, funded, report, stored_changes, submit
 
 ZERO = D(0)
 SELL_OCO = ({"side": "SELL", "order_type": "LIMIT", "quantity": D(1), "price": D(35000)},
             {"side": "SELL", "order_type": "STOP_MARKET", "quantity": D(1), "stop_price": D(28000)})
-
-
-def order_list(kind: str, acct: str, *orders: dict[str, Any], list_id: str = "L") -> r.SubmitOrderList:
-    return r.SubmitOrderList(
-        command_id=f"c-{list_id}", ts_event=1, account_id=acct, order_id=list_id, client_order_id=list_id,
-        symbol="BTC-USD", contingency=kind,
-        orders=[r.ListOrder(time_in_force="GTC", **o) for o in orders],
-        self_trade_prevention="CANCEL_NEWEST",
-    )
-
-
-def leg(side: str, order_type: str, qty: str, price: str | None = None,
-        stop: str | None = None) -> dict[str, Any]:
-    return {"side": side, "order_type": order_type, "quantity": D(qty),
-            "price": None if price is None else D(price), "stop_price": None if stop is None else D(stop)}
 
 
 def hold(a: Account, lst: r.SubmitOrderList) -> tuple[list[Any], tuple[str, str] | None]:
@@ -50,7 +36,7 @@ def balanced(a: Account, events: list[Any]) -> None:
 
 def test_an_oco_holds_its_costliest_leg_once_not_both() -> None:
     a = funded("A", BTC="1")
-    lst = order_list("OCO", "A", *SELL_OCO)
+    lst = order_list("OCO", *SELL_OCO, acct="A")
     events, refusal = hold(a, lst)
     assert refusal is None and [(e.order_id, e.amount) for e in events] == [("L", D(1))]
     assert a.free["BTC"] == 0 and a.held["BTC"] == 1
@@ -72,19 +58,20 @@ def test_an_oco_holds_its_costliest_leg_once_not_both() -> None:
 
 def test_an_oco_beyond_the_free_balance_is_refused_whole() -> None:
     a = funded("A", BTC="0.5")
-    lst = order_list("OCO", "A", *SELL_OCO)
+    lst = order_list("OCO", *SELL_OCO, acct="A")
     events, refusal = hold(a, lst)
     assert events == [] and refusal is not None and refusal[0] == "INSUFFICIENT_FUNDS"
     assert a.pools == {} and a.holds == {} and a.free["BTC"] == D("0.5")
-    unbounded = order_list("OCO", "A", leg("BUY", "LIMIT", "1", "25000"),
-                           leg("BUY", "STOP_MARKET", "1", stop="31000"))
+    unbounded = order_list("OCO", leg("BUY", "LIMIT", "1", "25000"),
+                           leg("BUY", "STOP_MARKET", "1", stop="31000"), acct="B")
     assert hold(funded("B", USD="99999"), unbounded)[1] == (
         "QUOTE_BUDGET_REQUIRED", "an OCO buy leg needs a limit price to be held for")
 
 
 def bracket_buy(a: Account) -> r.SubmitOrderList:
-    lst = order_list("BRACKET", a.account_id, leg("BUY", "LIMIT", "1", "30000"),
-                     leg("SELL", "LIMIT", "1", "33000"), leg("SELL", "STOP_MARKET", "1", stop="28000"))
+    lst = order_list("BRACKET", leg("BUY", "LIMIT", "1", "30000"),
+                     leg("SELL", "LIMIT", "1", "33000"), leg("SELL", "STOP_MARKET", "1", stop="28000"),
+                     acct=a.account_id)
     events, refusal = hold(a, lst)
     assert refusal is None and [(e.order_id, e.asset, e.amount) for e in events] == [("L/0", "USD", D(30060))]
     return lst
@@ -123,8 +110,9 @@ def test_a_bracket_whose_entry_is_canceled_unfilled_releases_everything() -> Non
 
 def test_a_sell_entry_bracket_holds_upfront_what_its_buy_back_can_cost_beyond_the_sale() -> None:
     a = funded("A", BTC="1", USD="3000")
-    lst = order_list("BRACKET", "A", leg("SELL", "LIMIT", "1", "30000"),
-                     leg("BUY", "LIMIT", "1", "27000"), leg("BUY", "STOP_LIMIT", "1", "32100", "32000"))
+    lst = order_list("BRACKET", leg("SELL", "LIMIT", "1", "30000"),
+                     leg("BUY", "LIMIT", "1", "27000"), leg("BUY", "STOP_LIMIT", "1", "32100", "32000"),
+                     acct="A")
     events, refusal = hold(a, lst)
     # the stop-loss buys back at most at 32100 + 0.2% = 32164.2; the sale brings at least 29940
     assert refusal is None and [(e.order_id, e.asset, e.amount) for e in events] == [
@@ -147,8 +135,9 @@ def test_a_sell_entry_bracket_holds_upfront_what_its_buy_back_can_cost_beyond_th
 
 
 def test_a_sell_entry_bracket_needs_a_priced_stop_loss() -> None:
-    lst = order_list("BRACKET", "A", leg("SELL", "LIMIT", "1", "30000"),
-                     leg("BUY", "LIMIT", "1", "27000"), leg("BUY", "STOP_MARKET", "1", stop="32000"))
+    lst = order_list("BRACKET", leg("SELL", "LIMIT", "1", "30000"),
+                     leg("BUY", "LIMIT", "1", "27000"), leg("BUY", "STOP_MARKET", "1", stop="32000"),
+                     acct="A")
     assert hold(funded("A", BTC="1", USD="99999"), lst)[1][0] == "QUOTE_BUDGET_REQUIRED"
 
 
@@ -179,7 +168,7 @@ def test_a_parent_pool_funds_children_its_owner_places_and_releases_the_rest_whe
 
 def test_a_pool_child_cannot_be_replaced_and_a_short_pool_is_a_loud_bug() -> None:
     a = funded("A", BTC="1")
-    lst = order_list("OCO", "A", *SELL_OCO)
+    lst = order_list("OCO", *SELL_OCO, acct="A")
     hold(a, lst)
     rep = r.ReplaceOrder(command_id="rp", ts_event=2, account_id="A", order_id="L/0", client_order_id="L/0",
                          symbol="BTC-USD", quantity=D(2), price=None)

@@ -114,6 +114,50 @@ class PlaceBasket(BaseModel):
         return legs
 
 
+class PlaceOco(BaseModel):
+    """order.oco / POST /api/v1/oco: two orders on one side, one-cancels-the-other. Order `<id>/0` is a
+    limit order at `price`; order `<id>/1` a stop at `stop_price` (stop-limit at `stop_limit_price` when
+    given). A fill (even partial) or the trigger of either cancels the other in the same matching step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: ClientId
+    symbol: str = Field(min_length=1, max_length=32)
+    side: r.Side
+    quantity: Exact
+    price: Exact = Field(description="The limit leg's price: above the stop for a sell, below it for a buy.")
+    stop_price: Exact
+    stop_limit_price: Exact | None = Field(
+        None, description="Makes the stop leg a stop-limit (a buy needs it)."
+    )
+    self_trade_prevention: r.SelfTradePrevention = r.SelfTradePrevention.CANCEL_NEWEST
+
+
+class PlaceBracket(BaseModel):
+    """order.bracket / POST /api/v1/brackets: an entry whose fills place, for the quantity filled, a
+    take-profit limit (`<id>/1`) and a stop-loss (`<id>/2`) on the other side, linked as an OCO."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: ClientId
+    symbol: str = Field(min_length=1, max_length=32)
+    side: r.Side = Field(description="The entry's side; the exits are on the other.")
+    quantity: Exact
+    order_type: Literal[r.OrderType.LIMIT, r.OrderType.MARKET] = r.OrderType.LIMIT
+    price: Exact | None = Field(None, description="The entry's limit price.")
+    quote_budget: Exact | None = Field(None, description="A market buy entry: most quote asset it may spend.")
+    time_in_force: r.TimeInForce = r.TimeInForce.GTC
+    expire_at: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="GTD entry expiry, nanoseconds since the Unix epoch, UTC."
+    )
+    take_profit_price: Exact
+    stop_price: Exact = Field(description="The stop-loss trigger price.")
+    stop_limit_price: Exact | None = Field(
+        None, description="Makes the stop-loss a stop-limit (a sell entry's must be: it buys back)."
+    )
+    self_trade_prevention: r.SelfTradePrevention = r.SelfTradePrevention.CANCEL_NEWEST
+
+
 class CancelOrder(BaseModel):
     """order.cancel / DELETE /api/v1/orders/{order_id}."""
 
@@ -366,6 +410,8 @@ class Replayed(Answer):
 RESPONSES: dict[str, type[Answer]] = {
     "order.place": OrderPlaced,
     "order.basket": OrderPlaced,
+    "order.oco": OrderPlaced,
+    "order.bracket": OrderPlaced,
     "order.cancel": CancelRequested,
     "order.replace": ReplaceRequested,
     "order.get": OrderView,
@@ -450,6 +496,89 @@ def check_basket(b: PlaceBasket, instruments: Any) -> None:
             )
 
 
+def _order(side: r.Side, order_type: r.OrderType, quantity: Decimal, price: Decimal | None = None,
+           stop_price: Decimal | None = None, **more: Any) -> r.ListOrder:
+    tif = more.pop("time_in_force", r.TimeInForce.GTC)
+    return r.ListOrder(side=side, order_type=order_type, time_in_force=tif, quantity=quantity, price=price,
+                       stop_price=stop_price, **more)
+
+
+def _required(field: str, when: str) -> ApiError:
+    return ApiError(40001, f"invalid {field}: required {when}", {"field": field, "issue": "required"})
+
+
+def _stop_type(stop_limit_price: Decimal | None) -> r.OrderType:
+    return r.OrderType.STOP_MARKET if stop_limit_price is None else r.OrderType.STOP_LIMIT
+
+
+def _above(low_name: str, low: Decimal, high_name: str, high: Decimal) -> None:
+    if not low < high:
+        raise ApiError(40001, f"invalid {high_name}: must be above {low_name} ({plain(low)})",
+                       {"field": high_name, "issue": f"not above {low_name}"})
+
+
+def oco_fields(o: PlaceOco, instrument: r.Instrument | None) -> dict[str, Any]:
+    """The SubmitOrderList fields of an OCO, checked against the instrument and between its prices."""
+    _list_instrument(o.symbol, instrument, o.quantity, price=o.price, stop_price=o.stop_price,
+                     stop_limit_price=o.stop_limit_price)
+    if o.side == r.Side.SELL:  # take the profit above, stop the loss below
+        _above("stop_price", o.stop_price, "price", o.price)
+    else:
+        _above("price", o.price, "stop_price", o.stop_price)
+        if o.stop_limit_price is None:
+            raise _required("stop_limit_price", "for a buy OCO (a stop-market buy cannot be funded)")
+    legs = [_order(o.side, r.OrderType.LIMIT, o.quantity, o.price),
+            _order(o.side, _stop_type(o.stop_limit_price), o.quantity, o.stop_limit_price, o.stop_price)]
+    return {"client_order_id": o.client_order_id, "symbol": o.symbol, "contingency": r.ContingencyType.OCO,
+            "orders": legs, "self_trade_prevention": o.self_trade_prevention}
+
+
+def bracket_fields(b: PlaceBracket, instrument: r.Instrument | None) -> dict[str, Any]:
+    """The SubmitOrderList fields of a bracket, checked against the instrument and between its prices."""
+    _list_instrument(b.symbol, instrument, b.quantity, price=b.price, take_profit_price=b.take_profit_price,
+                     stop_price=b.stop_price, stop_limit_price=b.stop_limit_price)
+    if b.order_type == r.OrderType.LIMIT and b.price is None:
+        raise _required("price", "for a LIMIT entry")
+    if b.order_type == r.OrderType.MARKET and b.side == r.Side.BUY and b.quote_budget is None:
+        raise _required("quote_budget", "for a MARKET buy entry")
+    if b.time_in_force == r.TimeInForce.GTD and b.expire_at is None:
+        raise _required("expire_at", "for a GTD entry")
+    low, high = ("stop_price", b.stop_price), ("take_profit_price", b.take_profit_price)
+    if b.side == r.Side.SELL:
+        low, high = high, low
+        if b.stop_limit_price is None:
+            raise _required("stop_limit_price",
+                            "for a sell entry (its stop-loss buys back; a stop-market buy cannot be funded)")
+    if b.price is not None:
+        _above(*low, "price", b.price)
+        _above("price", b.price, *high)
+    else:
+        _above(*low, *high)
+    exit_side = r.Side.SELL if b.side == r.Side.BUY else r.Side.BUY
+    orders = [
+        _order(b.side, b.order_type, b.quantity, b.price, time_in_force=b.time_in_force,
+               quote_budget=b.quote_budget, expire_at=b.expire_at),
+        _order(exit_side, r.OrderType.LIMIT, b.quantity, b.take_profit_price),
+        _order(exit_side, _stop_type(b.stop_limit_price), b.quantity, b.stop_limit_price, b.stop_price),
+    ]
+    return {"client_order_id": b.client_order_id, "symbol": b.symbol,
+            "contingency": r.ContingencyType.BRACKET, "orders": orders,
+            "self_trade_prevention": b.self_trade_prevention}
+
+
+def _list_instrument(symbol: str, instrument: r.Instrument | None, quantity: Decimal,
+                     **prices: Decimal | None) -> None:
+    if instrument is None or not instrument.enabled:
+        raise ApiError(40010, f"unknown symbol {symbol}", {"field": "symbol"})
+    if instrument.venue != "INTERNAL":
+        raise ApiError(40014, f"order lists trade on the internal venue; {symbol} trades at "
+                              f"{instrument.venue}", {"field": "symbol"})
+    check_increments(instrument, quantity, **prices)
+    if quantity < instrument.min_quantity:
+        raise ApiError(40013, f"quantity below the minimum {plain(instrument.min_quantity)}",
+                       {"field": "quantity"})
+
+
 # The operations of the REST API: (path, HTTP method, operation id, request body model, what it may refuse
 # beyond what every operation may: 401, 403, 413, 500, 503).
 OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]], ...] = (
@@ -461,6 +590,8 @@ OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]],
     ("/api/v1/history", "get", "orders.history", None, ("400",)),
     ("/api/v1/balances", "get", "balances.get", None, ()),
     ("/api/v1/baskets", "post", "order.basket", PlaceBasket, ("400", "429")),
+    ("/api/v1/oco", "post", "order.oco", PlaceOco, ("400", "429")),
+    ("/api/v1/brackets", "post", "order.bracket", PlaceBracket, ("400", "429")),
     ("/api/v1/admin/kill-switch", "post", "admin.kill_switch", PostKillSwitch, ("400",)),
     ("/api/v1/admin/accounts", "post", "admin.account", CreateAccount, ("400",)),
     ("/api/v1/admin/deposits", "post", "admin.deposit", PostDeposit, ("400",)),

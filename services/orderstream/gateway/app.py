@@ -406,6 +406,34 @@ class Gateway:
         legs = [leg.symbol for leg in b.legs]
         return self.submit(who, BASKET, request_id, r.SubmitBasket, b.model_dump(), legs=legs)
 
+    async def place_oco(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await (await self.place_oco_pending(who, params, request_id))
+
+    async def place_oco_pending(
+        self, who: Principal, params: dict[str, Any], request_id: str
+    ) -> Awaitable[dict[str, Any]]:
+        who.require("trade")
+        await self.take_order_token(who)
+        o = parse(api.PlaceOco, params)
+        await self.instruments_ready()
+        fields = api.oco_fields(o, self.instruments.get(o.symbol))
+        return self.submit(who, o.symbol, request_id, r.SubmitOrderList, fields, legs=[o.symbol] * 2)
+
+    async def place_bracket(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await (await self.place_bracket_pending(who, params, request_id))
+
+    async def place_bracket_pending(
+        self, who: Principal, params: dict[str, Any], request_id: str
+    ) -> Awaitable[dict[str, Any]]:
+        who.require("trade")
+        await self.take_order_token(who)
+        b = parse(api.PlaceBracket, params)
+        await self.instruments_ready()
+        fields = api.bracket_fields(b, self.instruments.get(b.symbol))
+        # the exits (/1, /2) come from the matcher once the entry fills: only the entry is awaited
+        legs = [b.symbol] * 3
+        return self.submit(who, b.symbol, request_id, r.SubmitOrderList, fields, placed=1, legs=legs)
+
     async def take_order_token(self, who: Principal, limit: Limit | None = None) -> None:
         """Refuse a new order while too many of this gateway's orders are out in the order path
         (50302; first, so that a refusal under overload costs neither a token nor validation),
@@ -438,11 +466,13 @@ class Gateway:
         who: Principal,
         symbol: str,
         request_id: str,
-        kind: type[r.SubmitOrder | r.SubmitBasket],
+        kind: type[r.SubmitOrder | r.SubmitBasket | r.SubmitOrderList],
         fields: dict[str, Any],
+        placed: int | None = None,
         **extra: Any,
     ) -> Awaitable[dict[str, Any]]:
-        """Queue the command once per (account, client_order_id); a repeat gets the original order id."""
+        """Queue the command once per (account, client_order_id); a repeat gets the original order id.
+        `placed`: how many of its child orders are placed at once (default: every leg)."""
         client_order_id = fields["client_order_id"]
         order_id = f"{symbol}-{uuid.uuid4().hex[:16]}"
         doc = {
@@ -461,7 +491,8 @@ class Gateway:
             order_id=order_id,
             **fields,
         )
-        ids = [f"{order_id}/{i}" for i in range(len(extra["legs"]))] if "legs" in extra else [order_id]
+        legs = len(extra["legs"]) if "legs" in extra else 0
+        ids = [f"{order_id}/{i}" for i in range(placed or legs)] if legs else [order_id]
         self.outstanding.sent(who.account_id, ids)  # before the send: its report may come at once
         sent = self.enqueue("order.commands", who.account_id, command, request_id, doc)
 
@@ -735,7 +766,8 @@ def failed(op: str, exc: Exception, request_id: str) -> ApiError:
     return error
 
 
-ORDER_OPS = frozenset({"order.place", "order.basket"})  # a failure is 50001: the client sends the order again
+# a failure is 50001: the client sends the order again
+ORDER_OPS = frozenset({"order.place", "order.basket", "order.oco", "order.bracket"})
 UNAVAILABLE = (PyMongoError, KafkaError, ConnectionError, TimeoutError)
 
 
@@ -988,12 +1020,14 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
 
 
-ORDER_PATH = "/api/v1/orders/{order_id:[^/]+(?:/[0-9]+)?}"  # a basket's child id is <basket id>/<leg>
+ORDER_PATH = "/api/v1/orders/{order_id:[^/]+(?:/[0-9]+)?}"  # a basket's or list's child: <parent id>/<n>
 BASKET = "BASKET"  # the symbol of a basket's own order document (its legs carry the real ones)
 
 WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.place": Gateway.place,
     "order.basket": Gateway.place_basket,
+    "order.oco": Gateway.place_oco,
+    "order.bracket": Gateway.place_bracket,
     "order.cancel": Gateway.cancel,
     "order.replace": Gateway.replace,
     "order.get": _read(Gateway.get),
@@ -1004,6 +1038,8 @@ WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
 PIPELINED: dict[str, Callable[..., Awaitable[Awaitable[dict[str, Any]]]]] = {
     "order.place": Gateway.place_pending,
     "order.basket": Gateway.place_basket_pending,
+    "order.oco": Gateway.place_oco_pending,
+    "order.bracket": Gateway.place_bracket_pending,
 }
 SIGNATURE_SWEEP_S = 60.0
 PIPELINE_DEPTH = 256  # orders of one connection queued for the broker before its frames wait
@@ -1067,6 +1103,8 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/orders", rest(Gateway.place, "order.place", body=True))
     app.router.add_post("/api/v1/baskets", rest(Gateway.place_basket, "order.basket", body=True))
+    app.router.add_post("/api/v1/oco", rest(Gateway.place_oco, "order.oco", body=True))
+    app.router.add_post("/api/v1/brackets", rest(Gateway.place_bracket, "order.bracket", body=True))
     app.router.add_get(
         ORDER_PATH,
         rest(Gateway.get, "order.get", body=False, path_param="order_id", with_request_id=False),

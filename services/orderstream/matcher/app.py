@@ -82,7 +82,9 @@ class MatcherWorker:
         await self.writer.write(delivery.partition, [(instrument_key(record.symbol), value)])
 
     async def on_command(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.ExpireOrders)
+        assert isinstance(
+            record, r.SubmitOrder | r.SubmitOrderList | r.CancelOrder | r.ReplaceOrder | r.ExpireOrders
+        )
         done = self.table.get(command_key(record.command_id))
         if done is not None:
             # Seen before: its effects are in the table; its records may not have reached the

@@ -2,8 +2,8 @@
 
 Several traders, each a real WebSocket client of the gateway, are created and funded through
 the admin API. For `--seconds` they place a realistic mix around a mid price (limit orders on
-both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket, an
-order on the mock venue and two on the FIX venue (ADA-USD, QuickFIX/J's Executor). A live line
+both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket, an OCO,
+a bracket, an order on the mock venue and two on the FIX venue (ADA-USD, QuickFIX/J's Executor). A live line
 every second shows orders/s, acks, fills, the p50/p99 from sending `order.place` to the order's
 first execution report, and the BTC-USD book top.
 
@@ -14,7 +14,9 @@ Then every open order is canceled and, once every order is final, the demo check
 - conservation: across the traders, balances plus fees equal deposits plus what the external
   venues (outside counterparties: the mock venue, the FIX venue) paid in or took out;
 - history: the MongoDB order history (collector) has every order with the status and filled
-  quantity of its last report.
+  quantity of its last report;
+- order lists: at most one leg of an OCO traded; a bracket's exits never exceed what its entry
+  filled, and at most one of them traded.
 Exit status 0 only when every check passes.
 """
 
@@ -57,6 +59,7 @@ class Trader:
     sent: dict[str, float] = field(default_factory=dict)  # client_order_id -> when order.place went out
     reports: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     open_ids: list[str] = field(default_factory=list)
+    lists: dict[str, str] = field(default_factory=dict)  # order list id -> OCO or BRACKET
     n: int = 0
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -160,14 +163,18 @@ async def place(trader: Trader, stats: Stats, params: dict[str, Any]) -> None:
     assert trader.session is not None
     cid = trader.cid()
     trader.sent[cid] = time.monotonic()
+    params = dict(params)
+    method = params.pop("method", "order.basket" if "legs" in params else "order.place")
     try:
-        result = await trader.session.call(
-            "order.place" if "legs" not in params else "order.basket", {"client_order_id": cid, **params}
-        )
+        result = await trader.session.call(method, {"client_order_id": cid, **params})
         stats.placed += 1
-        if "legs" in params:  # reports come per child (`<basket>/<leg>`), so no ack is timed
+        if method != "order.place":  # reports come per child (`<parent>/<n>`), so no ack is timed
             trader.sent.pop(cid, None)
-            trader.open_ids.extend(f"{result['order_id']}/{i}" for i in range(len(params["legs"])))
+            placed = {"order.basket": len(params.get("legs", [])), "order.oco": 2, "order.bracket": 1}
+            children = placed[method]
+            trader.open_ids.extend(f"{result['order_id']}/{i}" for i in range(children))
+            if method != "order.basket":
+                trader.lists[result["order_id"]] = "OCO" if method == "order.oco" else "BRACKET"
         else:
             trader.open_ids.append(result["order_id"])
     except ApiCallError as exc:
@@ -238,6 +245,23 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
             "order_type": "LIMIT",
             "price": str(MOCK[1]),
             "quantity": str(MOCK[3] * rng.randint(10, 100)),
+        },
+        {  # one-cancels-the-other: take the profit above the mid, stop the loss below
+            "method": "order.oco",
+            "symbol": "BTC-USD",
+            "side": "SELL",
+            "quantity": str(btc_lot * 10),
+            "price": str(btc_mid + 12 * btc_tick),
+            "stop_price": str(btc_mid - 30 * btc_tick),
+        },
+        {  # an entry near the mid; its fills place a take-profit and a stop-loss
+            "method": "order.bracket",
+            "symbol": "BTC-USD",
+            "side": "BUY",
+            "quantity": str(btc_lot * 10),
+            "price": str(btc_mid + 2 * btc_tick),
+            "take_profit_price": str(btc_mid + 14 * btc_tick),
+            "stop_price": str(btc_mid - 30 * btc_tick),
         },
         {"symbol": FIX, "side": "BUY", "order_type": "LIMIT", "price": "0.6",
          "quantity": str(rng.randint(20, 100))},
@@ -480,12 +504,14 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
                 )
     if missing:
         failures.append(f"history: {missing} orders missing from MongoDB")
+    failures += linked_orders(traders)
     checked = [
         "report sequences gap-free",
         "ledger per trader exact",
         "nothing held",
         "conservation (outside counterparties as flows)",
         "MongoDB history == last reports",
+        "order lists linked (one OCO leg traded at most; bracket exits within the entry's fills)",
     ]
     if failures:
         print("END-STATE CHECKS FAILED:")
@@ -494,6 +520,26 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
         return 1
     print("end-state checks passed: " + "; ".join(checked))
     return 0
+
+
+def linked_orders(traders: list[Trader]) -> list[str]:
+    """What breaks an order list's link: both legs of an OCO traded; a bracket's exits more than its entry
+    filled, both exits traded, or an exit traded while the entry still rests."""
+    failures = []
+    for t in traders:
+        for list_id, kind in t.lists.items():
+            last = {n: t.last(f"{list_id}/{n}") for n in range(3) if t.reports.get(f"{list_id}/{n}")}
+            traded = [n for n, rep in last.items() if D(rep["filled_quantity"])]
+            exits = [n for n in traded if n > 0] if kind == "BRACKET" else traded
+            if len(exits) > 1:
+                failures.append(f"{t.account} {kind} {list_id}: orders {exits} both traded")
+            if kind == "BRACKET" and 0 in last:
+                entry = D(last[0]["filled_quantity"])
+                for n in (1, 2):
+                    if n in last and D(last[n]["quantity"]) > entry:
+                        failures.append(f"{t.account} bracket {list_id}: exit {n} for {last[n]['quantity']}, "
+                                        f"the entry filled {entry}")
+    return failures
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from typing import Any
 
 from orderstream.common import records as r
 from orderstream.common.app import Delivery, Service
-from orderstream.common.basket import basket_of, children
+from orderstream.common.basket import basket_of, children, list_orders, placed_at_once
 from orderstream.common.mirror import Mirror
 from orderstream.common.record import Record
 from orderstream.common.rejections import command_rejected, submit_rejected
@@ -225,17 +225,44 @@ class RouterWorker:
         to_place.append(doc)
         return []
 
+    def _route_list(self, changes: Changes, lst: r.SubmitOrderList) -> list[Emit]:
+        """Risk-check every order of a list (a bracket's exits for the entry's whole quantity), then
+        send it whole to the internal venue, which links its orders in its own steps."""
+        placed = placed_at_once(lst)
+        ids = [o.order_id for o in placed]
+        exposure = load_exposure(changes, lst.account_id, ids)
+        refusal: tuple[str, str] | None = None
+        venue = self.venue_of(lst.symbol)
+        if venue != INTERNAL:
+            refusal = ("LIST_NOT_SUPPORTED",
+                       f"order lists trade on the internal venue; {lst.symbol} trades at {venue}")
+        ticker = self.tickers.get(lst.symbol)
+        for o in list_orders(lst):
+            refusal = refusal or exposure.check(o, self.limits(o.account_id), self.instruments.get(o.symbol),
+                                                ticker.last_price if ticker else None, self.killed(o))
+        if refusal is not None:
+            return [Emit(ORDER_EVENTS, lst.account_id, submit_rejected(o, *refusal, "risk")) for o in placed]
+        for o in placed:
+            exposure.opened(o)
+        store_exposure(changes, lst.account_id, exposure, ids)
+        if lst.contingency == r.ContingencyType.BRACKET:  # its exits are counted from their first report
+            exits = [o.order_id for o in list_orders(lst)[1:]]
+            changes.put(f"l|{lst.account_id}|{lst.order_id}", {"exits": exits})
+        return [Emit("match.commands", lst.symbol, lst)]
+
     # -- handlers ------------------------------------------------------------------
 
     async def on_funded(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket)
+        assert isinstance(
+            record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket | r.SubmitOrderList
+        )
         for mirror in (self.instruments, self.kills, self.tickers):
             await mirror.wait()
         cmd = record
         to_place: list[dict[str, Any]] = []
         venue_doc = (
             None
-            if isinstance(cmd, r.SubmitOrder | r.SubmitBasket)
+            if isinstance(cmd, r.SubmitOrder | r.SubmitBasket | r.SubmitOrderList)
             else self.state.docs().get(f"v|{cmd.account_id}|{cmd.order_id}")
         )
 
@@ -266,6 +293,8 @@ class RouterWorker:
                     doc[INTENTS[type(cmd)]] = intent
                     changes.put(f"v|{cmd.account_id}|{cmd.order_id}", doc)
                 return []  # the venue is called after the step; its answer comes back as an event
+            if isinstance(cmd, r.SubmitOrderList):
+                return self._route_list(changes, cmd)
             orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
             ids = [o.order_id for o in orders]
             exposure = load_exposure(changes, cmd.account_id, ids)
@@ -403,10 +432,20 @@ class RouterWorker:
 
         def step(changes: Changes) -> list[Emit]:
             exposure = load_exposure(changes, rep.account_id, [rep.order_id])
+            parent = basket_of(rep.order_id)
+            lkey = f"l|{rep.account_id}|{parent[0]}" if parent is not None else ""
+            bracket = changes.get(lkey) if parent is not None and rep.order_id not in exposure.open else None
+            if bracket is not None and rep.order_id in bracket["exits"]:
+                # a bracket's exit, placed by the matcher as the entry filled: an open order from now on
+                exposure.adopt(rep)
+                bracket["exits"].remove(rep.order_id)
+                if bracket["exits"]:
+                    changes.put(lkey, bracket)
+                else:
+                    changes.delete(lkey)
             if not exposure.on_report(rep):
                 return []
             store_exposure(changes, rep.account_id, exposure, [rep.order_id])
-            parent = basket_of(rep.order_id)
             if parent is None:
                 return []
             bkey = f"b|{rep.account_id}|{parent[0]}"

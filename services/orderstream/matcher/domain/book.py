@@ -127,6 +127,10 @@ class Book:
         # level (price << 1 | is_bid) -> its total before its first change in this command
         self._touched: dict[int, int] = {}
         self._dirty: dict[str, Order | None] = {}
+        # order lists, within one command: a bracket entry's fills not yet given to its exits, and
+        # the lists that ended (an order of theirs executed or left): their exits must not grow
+        self._growth: dict[str, tuple[Order, int]] = {}
+        self._ended: set[str] = set()
 
     # -- commands -------------------------------------------------------------
 
@@ -140,7 +144,7 @@ class Book:
         leaves = o.qty - o.filled
         if (o.kind is not _LIMIT or o.tif is not _GTC or price is None or price <= 0 or o.qty <= 0
                 or o.display is not None or o.budget is not None or o.post_only or leaves <= 0
-                or o.order_id in self.orders):
+                or o.order_id in self.orders or o.group is not None):
             return self._submit(o, now)
         # A plain good-till-canceled limit order, valid (what `_invalid` lets through first).
         meta = self.meta
@@ -184,13 +188,15 @@ class Book:
         self._events = []
         return events
 
-    def _submit(self, cmd: NewOrder, now: int) -> list[AnyEvent]:
-        """`submit` of any order (its expiries already run)."""
+    def _submit(self, cmd: NewOrder, now: int, flush: bool = True) -> list[AnyEvent]:
+        """`submit` of any order (its expiries already run); `flush`: end the command."""
         reason = self._invalid(cmd, now)
         if reason is not None:
             self._events.append(Rejected(cmd.order_id, cmd.account_id, cmd.client_order_id, 1,
                                          reason[0], reason[1], "SubmitOrder"))
-            return self._finish()
+            if cmd.group is not None and cmd.exits is None:
+                self._linked_done(cmd)  # a list's leg refused: its other legs go too
+            return self._finish() if flush else []
         o = cmd
         self.meta.priority += 1
         o.priority = self.meta.priority
@@ -198,7 +204,7 @@ class Book:
             self._events.append(Rejected(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
                                          Reason.POST_ONLY_WOULD_TAKE, "post-only order would take liquidity",
                                          "SubmitOrder"))
-            return self._finish()
+            return self._finish() if flush else []
         o.seq += 1
         self._events.append(Accepted(o.order_id, o.account_id, o.client_order_id, o.seq,
                                      o.is_buy, o.kind, o.tif, o.qty, o.price))
@@ -208,17 +214,43 @@ class Book:
             self._execute(o)
         if self.pending:
             self._run_triggers()
+        return self._finish() if flush else []
+
+    def submit_list(self, group: str, oco: bool, orders: list[NewOrder], now: int = 0) -> list[AnyEvent]:
+        """Place an order list: an OCO's legs (triggered ones first, so that a leg that trades at once
+        finds its sibling to cancel), or a bracket's entry, whose `exits` the book places as it fills."""
+        if self._expiries and self._expiries[0][0] <= now:
+            self._expire(now)
+        for o in orders:
+            o.group = group
+        placed = sorted(orders, key=lambda o: o.kind not in TRIGGERED_KINDS) if oco else orders[:1]
+        for o in placed:
+            if group in self._ended:  # an earlier leg traded at once: this one is done before it rests
+                self._events.append(Accepted(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
+                                             o.is_buy, o.kind, o.tif, o.qty, o.price))
+                self._events.append(Canceled(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
+                                             o.qty, Reason.LINKED_ORDER_EXECUTED))
+                continue
+            self._submit(o, now, flush=False)
         return self._finish()
 
     def cancel(self, order_id: str, account_id: str, now: int = 0) -> list[AnyEvent]:
-        """Cancel an open order of `account_id`."""
+        """Cancel an open order of `account_id`; an order list's id cancels every open order of it."""
         if self._expiries and self._expiries[0][0] <= now:
             self._expire(now)
         o = self.orders.get(order_id)
+        if o is None:
+            members = [m for m in self._members(order_id) if m.account_id == account_id]
+            if members:
+                self._ended.add(order_id)
+                for m in members:
+                    if m.live:
+                        self._remove(m, _CLIENT_REQUEST)
+                return self._finish()
         if o is None or o.account_id != account_id:
             self._reject_unknown(order_id, account_id, "CancelOrder")
             return self._finish()
-        if o.pending or self._touched:
+        if o.pending or self._touched or o.group is not None:
             self._remove(o, _CLIENT_REQUEST)
             return self._finish()
         # A resting order, and its level is the only one this command changes (`_remove` inline).
@@ -262,7 +294,10 @@ class Book:
         new_qty = o.qty if qty is None else qty
         new_price = o.price if price is None else price
         problem = None
-        if new_qty <= o.filled:
+        if o.group is not None:
+            problem = (Reason.LINKED_ORDER, "an order of a list cannot be replaced: cancel the list and "
+                                            "place it again")
+        elif new_qty <= o.filled:
             problem = (Reason.INVALID_QUANTITY, f"quantity {new_qty} not above the filled {o.filled}")
         elif price is not None and (o.kind not in LIMIT_PRICED_KINDS or price <= 0):
             problem = (Reason.INVALID_PRICE, "only a limit price can be replaced, and it must be > 0")
@@ -516,6 +551,11 @@ class Book:
                                      oqty - filled, False, m.account_id))
                 events.append(Filled(mid, m.account_id, m.client_order_id, m.seq, trade_id, m.is_buy,
                                      price, qty, m.qty - m.filled, True, acct))
+                # an order of a list: its siblings go now, before this match can reach them
+                if o.group is not None:
+                    self._linked_fill(o, qty)
+                if m.group is not None:
+                    self._linked_fill(m, qty)
                 meta.md_seq += 1
                 events.append(TradePrint(trade_id, price, qty, is_buy, meta.md_seq))
                 meta.last_price = price
@@ -588,6 +628,8 @@ class Book:
         self._unlink(o)
         self._events.append(Canceled(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
                                      leaves, reason))
+        if o.group is not None and o.exits is None:
+            self._linked_done(o)
 
     def _cancel_taker(self, o: Order, reason: str) -> None:
         """Cancel what is left of an order that is not (yet) in the book."""
@@ -597,6 +639,76 @@ class Book:
         o.seq += 1
         self._events.append(Canceled(o.order_id, o.account_id, o.client_order_id, o.seq,
                                      o.qty - o.filled, reason))
+        if o.group is not None and o.exits is None:
+            self._linked_done(o)
+
+    # -- order lists ------------------------------------------------------------
+
+    def _members(self, group: str) -> list[Order]:
+        """The resting orders of a list (a bracket: /0 entry, /1 take-profit, /2 stop-loss): waiting
+        for their trigger or in a level, not one being matched as the taker right now."""
+        found = (self.orders.get(f"{group}/{n}") for n in range(3))
+        return [o for o in found if o is not None and (o.pending or o.visible > 0)]
+
+    def _linked_fill(self, o: Order, qty: int) -> None:
+        """`o`, an order of a list, traded `qty`: a bracket's entry owes its exits that much more;
+        an OCO leg or an exit ends the list."""
+        assert o.group is not None
+        if o.exits is None:
+            self._linked_done(o)
+        elif o.group not in self._ended:
+            _, owed = self._growth.get(o.group, (o, 0))
+            self._growth[o.group] = (o, owed + qty)
+
+    def _linked_done(self, o: Order) -> None:
+        """An OCO leg or a bracket exit traded, triggered or left the book: every other open order
+        of its list is canceled (a bracket's entry too: the position it opened is being closed)."""
+        assert o.group is not None
+        if o.group in self._ended:
+            return  # ended already in this command (its other orders are going now)
+        self._ended.add(o.group)
+        self._growth.pop(o.group, None)
+        for m in self._members(o.group):
+            if m is not o and m.live:
+                self._remove(m, Reason.LINKED_ORDER_EXECUTED)
+
+    def _grow_exits(self) -> None:
+        """Give each bracket entry's new fills to its exits: place them for the quantity filled so
+        far, or grow them by what filled since (a resting take-profit goes to the back of its level)."""
+        while self._growth:
+            group, (entry, qty) = self._growth.popitem()
+            assert entry.exits is not None
+            base = entry.client_order_id.rpartition("/")[0]
+            for n, (kind, price, stop) in enumerate(entry.exits, 1):
+                oid = f"{group}/{n}"
+                x = self.orders.get(oid)
+                if x is None:
+                    x = Order(oid, entry.account_id, f"{base}/{n}", not entry.is_buy, qty, Kind(kind or 0),
+                              price=price, stop_price=stop, stp=entry.stp, group=group)
+                    self.meta.priority += 1
+                    x.priority = self.meta.priority
+                    self._events.append(Accepted(x.order_id, x.account_id, x.client_order_id, x.next_seq(),
+                                                 x.is_buy, x.kind, x.tif, x.qty, x.price))
+                    if group in self._ended:  # the exit placed before it traded at once: this one is done
+                        self._events.append(Canceled(oid, x.account_id, x.client_order_id, x.next_seq(), qty,
+                                                     Reason.LINKED_ORDER_EXECUTED))
+                    elif x.kind in TRIGGERED_KINDS:
+                        self._park(x)
+                    else:
+                        self._execute(x)
+                elif group in self._ended:
+                    continue
+                elif x.pending:
+                    x.qty += qty
+                    self._dirty[oid] = x
+                    self._events.append(Replaced(oid, x.account_id, x.client_order_id, x.next_seq(),
+                                                 x.qty, x.price, x.leaves, True))
+                else:
+                    self._unlink(x)
+                    x = dataclasses.replace(x, qty=x.qty + qty, live=True, priority=self._next_priority())
+                    self._events.append(Replaced(oid, x.account_id, x.client_order_id, x.next_seq(),
+                                                 x.qty, x.price, x.leaves, False))
+                    self._execute(x)
 
     def _park(self, o: Order) -> None:
         """Hold a stop/take-profit/trailing order until the last price triggers it."""
@@ -644,6 +756,8 @@ class Book:
                 o.pending = False
                 self._events.append(Triggered(o.order_id, o.account_id, o.client_order_id, o.next_seq(),
                                               last))
+                if o.group is not None and o.exits is None:
+                    self._linked_done(o)
                 o.kind = Kind.LIMIT if o.kind in LIMIT_PRICED_KINDS else Kind.MARKET
                 o.priority = self._next_priority()  # time priority starts when it reaches the book
                 self._dirty[o.order_id] = o
@@ -661,8 +775,15 @@ class Book:
             leaves = o.leaves
             self._unlink(o)
             self._events.append(Expired(o.order_id, o.account_id, o.client_order_id, o.next_seq(), leaves))
+            if o.group is not None and o.exits is None:
+                self._linked_done(o)
 
     def _finish(self) -> list[AnyEvent]:
+        while self._growth:  # exits may trade at once, and their trades trigger others
+            self._grow_exits()
+            if self.pending:
+                self._run_triggers()
+        self._ended.clear()
         events = self._events
         touched = self._touched
         if touched:

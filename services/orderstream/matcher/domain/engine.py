@@ -12,12 +12,13 @@ from decimal import Decimal
 from typing import Any
 
 from orderstream.common import records as r
+from orderstream.common.basket import list_orders, placed_at_once
 from orderstream.common.record import Record
 from orderstream.matcher.domain import model as m
 from orderstream.matcher.domain.book import Book
 from orderstream.matcher.domain.rules import ORDER_TYPES, TIME_IN_FORCE, InstrumentRules, RuleViolation
 
-MatchCommand = r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.ExpireOrders
+MatchCommand = r.SubmitOrder | r.SubmitOrderList | r.CancelOrder | r.ReplaceOrder | r.ExpireOrders
 
 ORDER_EVENTS = "order.events"
 MD_TRADES = "md.trades"
@@ -57,11 +58,17 @@ class Matcher:
         if rules is None:
             if isinstance(cmd, r.ExpireOrders):
                 return []
-            return [self._reject(cmd, now, m.Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol}")]
+            return self._reject(cmd, now, m.Reason.UNKNOWN_SYMBOL, f"unknown symbol {symbol}")
         book = self.book(symbol)
         try:
             if isinstance(cmd, r.SubmitOrder):
                 events = book.submit(rules.order(cmd), now)
+            elif isinstance(cmd, r.SubmitOrderList):
+                orders = [rules.order(o) for o in list_orders(cmd)]  # every order, exits too, is valid
+                oco = cmd.contingency == r.ContingencyType.OCO
+                if not oco:
+                    orders[0].exits = [[int(x.kind), x.price, x.stop_price] for x in orders[1:]]
+                events = book.submit_list(cmd.order_id, oco, orders, now)
             elif isinstance(cmd, r.CancelOrder):
                 events = book.cancel(cmd.order_id, cmd.account_id, now)
             elif isinstance(cmd, r.ReplaceOrder):
@@ -71,11 +78,18 @@ class Matcher:
             else:
                 events = book.expire(cmd.ts_event)
         except RuleViolation as v:
-            return [self._reject(cmd, now, v.reason, str(v))]
+            return self._reject(cmd, now, v.reason, str(v))
         return list(self._records(cmd, rules, events, now))
 
-    def _reject(self, cmd: MatchCommand, now: int, reason: str, message: str) -> Out:
+    def _reject(self, cmd: MatchCommand, now: int, reason: str, message: str) -> list[Out]:
+        """The rejection of a command; of an order list, one for each order it placed."""
         assert not isinstance(cmd, r.ExpireOrders)
+        if isinstance(cmd, r.SubmitOrderList):
+            return [self._reject_one(o, now, reason, message) for o in placed_at_once(cmd)]
+        return [self._reject_one(cmd, now, reason, message)]
+
+    def _reject_one(self, cmd: r.SubmitOrder | r.CancelOrder | r.ReplaceOrder, now: int, reason: str,
+                    message: str) -> Out:
         return Out(ORDER_EVENTS, cmd.account_id, r.OrderRejected(
             event_id=f"{cmd.command_id}:0", ts_event=now, account_id=cmd.account_id,
             order_id=cmd.order_id, client_order_id=cmd.client_order_id, symbol=cmd.symbol,
@@ -124,8 +138,11 @@ class Matcher:
                                       price=None if e.price is None else price(e.price),
                                       leaves_quantity=qty(e.leaves), priority_kept=e.priority_kept)
             else:
+                placed = cmd
+                if isinstance(cmd, r.SubmitOrderList):  # which of its orders
+                    placed = next(o for o in list_orders(cmd) if o.order_id == e.order_id)
                 rec = r.OrderRejected(**head, reason=e.reason, message=e.message, rejected_command=e.command,
-                                      **(submitted(cmd) if e.command == "SubmitOrder" else {}))
+                                      **(submitted(placed) if e.command == "SubmitOrder" else {}))
             yield Out(ORDER_EVENTS, e.account_id, rec)
 
     def depth(self, symbol: str, limit: int | None = None, now: int = 0) -> r.DepthSnapshot:

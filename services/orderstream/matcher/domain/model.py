@@ -71,6 +71,8 @@ class Reason:
     MARKET_PROTECTION = "MARKET_PROTECTION"
     NO_LIQUIDITY = "NO_LIQUIDITY"
     QUOTE_BUDGET_EXHAUSTED = "QUOTE_BUDGET_EXHAUSTED"
+    LINKED_ORDER_EXECUTED = "LINKED_ORDER_EXECUTED"  # another order of its list filled, triggered or ended
+    LINKED_ORDER = "LINKED_ORDER"  # an order of a list cannot be replaced
 
 
 @dataclass(slots=True)
@@ -104,6 +106,9 @@ class Order:
     seq: int = 0  # sequence number of the last event about this order
     live: bool = True
     pending: bool = False  # waiting for its trigger, not in a level
+    # order lists (new fields go last: stored orders are positional lists)
+    group: str | None = None  # the list it belongs to: its orders are `<group>/<n>`
+    exits: list[list[int | None]] | None = None  # a bracket's entry: [kind, price, stop] of each exit
 
     @property
     def leaves(self) -> int:

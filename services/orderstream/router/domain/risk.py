@@ -84,6 +84,12 @@ class Exposure:
         self.open_count += 1
         self._pend(o.symbol, o.side.value, o.quantity)
 
+    def adopt(self, rep: r.ExecutionReport) -> None:
+        """Count an order another service placed for the account (a bracket's exit) from its first
+        report on (the report itself then applies as to any open order)."""
+        self.open[rep.order_id] = [rep.symbol, rep.side.value, "0", 0]
+        self.open_count += 1
+
     def unopened(self, order_id: str) -> None:
         """Take back an order `opened` in this step (it could not be placed)."""
         sym, side, leaves, _ = self.open.pop(order_id)
