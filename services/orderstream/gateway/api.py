@@ -132,9 +132,9 @@ class PlaceAlgoOrder(BaseModel):
     limit_price: Exact | None = Field(
         None, description="Worst price of any child; required for a BUY (it bounds the collateral held)."
     )
-    start_at: int | None = Field(
-        None, ge=0, le=2**63 - 1, description="Start of the window, nanoseconds since the Unix epoch, UTC; "
-        "default now."
+    start_at: int | None = Field(  # its end must stay an Avro long too
+        None, ge=0, le=2**63 - 1 - MAX_ALGO_WINDOW_MS * 1_000_000,
+        description="Start of the window, nanoseconds since the Unix epoch, UTC; default now.",
     )
     duration_ms: int = Field(ge=1, le=MAX_ALGO_WINDOW_MS, description="Length of the window.")
     slice_interval_ms: int = Field(ge=50, le=MAX_ALGO_WINDOW_MS, description="Time between slices.")
@@ -481,7 +481,7 @@ def check_basket(b: PlaceBasket, instruments: Any) -> None:
             )
 
 
-def check_algo(a: PlaceAlgoOrder, instrument: r.Instrument | None) -> None:
+def check_algo(a: PlaceAlgoOrder, instrument: r.Instrument | None, now: int) -> None:
     """What the window, the participation and the instrument allow (40001 naming the field, 40010-40013)."""
     if instrument is None or not instrument.enabled:
         raise ApiError(40010, f"unknown symbol {a.symbol}", {"field": "symbol"})
@@ -494,6 +494,8 @@ def check_algo(a: PlaceAlgoOrder, instrument: r.Instrument | None) -> None:
          "required for a BUY: it bounds what the parent can cost"),
         ("participation", a.participation is not None and a.participation > 1, "must be at most 1"),
         ("participation", a.algo == r.AlgoType.VWAP and a.participation is None, "required for VWAP"),
+        ("start_at", a.start_at is not None and a.start_at + a.duration_ms * 1_000_000 < now,
+         "the window has ended already"),
         ("slice_interval_ms", a.slice_interval_ms > a.duration_ms, "must be at most duration_ms"),
         ("slice_interval_ms", a.duration_ms // a.slice_interval_ms + 1 > MAX_ALGO_SLICES,
          f"gives more than {MAX_ALGO_SLICES} slices over duration_ms"),

@@ -417,8 +417,9 @@ class Gateway:
         await self.take_order_token(who)
         a = parse(api.PlaceAlgoOrder, params)
         await self.instruments_ready()
-        api.check_algo(a, self.instruments.get(a.symbol))
-        start = a.start_at if a.start_at is not None else time.time_ns()
+        now = time.time_ns()
+        api.check_algo(a, self.instruments.get(a.symbol), now)
+        start = a.start_at if a.start_at is not None else now
         fields = a.model_dump(exclude={"start_at", "duration_ms"})
         fields |= {"start_at": start, "end_at": start + a.duration_ms * 1_000_000}
         return self.submit(who, a.symbol, request_id, r.SubmitAlgoOrder, fields, algo=a.algo.value)
