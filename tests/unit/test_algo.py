@@ -8,6 +8,8 @@ from typing import Any
 from orderstream.common import records as r
 from orderstream.common.trading import QUANTUM
 from orderstream.router.domain import algo
+from tests.unit.test_ledger import BTC, funded
+from tests.unit.test_ledger import report as ledger_report
 
 S = 1_000_000_000
 T0 = 1_700_000_000 * S
@@ -145,3 +147,28 @@ def test_the_update_event_reports_progress_against_the_window() -> None:
     assert e.sequence == 1 and e.status == r.AlgoStatus.WORKING and e.filled_quantity == D("0.4")
     assert e.average_price == D(101) and e.window_vwap == D(101) and e.window_twap == D(100 * 2 + 102 * 2) / 4
     assert e.next_slice_at == T0 + 10 * S and e.slices_sent == 1
+
+
+def test_a_twap_buy_is_funded_by_one_pool_its_children_draw_on_and_the_rest_is_released_at_the_end() -> None:
+    a = funded("A", USD="1000")
+    cmd = r.SubmitAlgoOrder(
+        command_id="c-P", ts_event=1, account_id="A", order_id="P", client_order_id="P", symbol="BTC-USD",
+        side=r.Side.BUY, algo=r.AlgoType.TWAP, quantity=D("0.02"), limit_price=D(30000), start_at=T0,
+        end_at=T0 + 10 * S, slice_interval_ms=5000, participation=None,
+    )
+    events, refusal = a.hold_algo(cmd, BTC)
+    # 0.02 x 30000 plus the higher fee (0.2%)
+    assert refusal is None and [(e.order_id, e.amount) for e in events] == [("P", D("601.2"))]
+    unpriced = cmd.model_copy(update={"order_id": "Q", "limit_price": None})
+    assert a.hold_algo(unpriced, BTC)[1][0] == "QUOTE_BUDGET_REQUIRED"
+    too_big = cmd.model_copy(update={"order_id": "Q", "quantity": D(1)})
+    assert a.hold_algo(too_big, BTC)[1][0] == "INSUFFICIENT_FUNDS"
+    doc = algo.open_algo(cmd)
+    c0 = algo.child_order(doc, 0, D("0.01"), T0)
+    a.on_report(ledger_report(c0, 1, "ACCEPTED", D(0), D("0.01")), BTC)
+    a.on_report(ledger_report(c0, 2, "FILLED", D("0.01"), D(0), (D("0.01"), D(29000), "t1")), BTC)
+    assert a.pools["P"].amount == D("601.2") - D("290.58")  # 0.01 x 29000 and its taker fee
+    close = r.ReleaseParentHold(command_id="x", ts_event=3, account_id="A", order_id="P", reason="DONE")
+    [released] = a.release_parent(close)
+    assert released.amount == D("310.62") and a.pools == {} and a.held["USD"] == 0
+    assert a.free["USD"] == D(1000) - D("290.58") and a.free["BTC"] == D("0.01")

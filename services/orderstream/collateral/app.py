@@ -20,11 +20,11 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from orderstream.collateral.domain.ledger import Account
+from orderstream.collateral.domain.ledger import Account, pool_of
 from orderstream.collateral.settings import CollateralSettings
 from orderstream.common import records as r
 from orderstream.common.app import Delivery, Service
-from orderstream.common.basket import children
+from orderstream.common.basket import child_id, children, placed_at_once
 from orderstream.common.mirror import Mirror
 from orderstream.common.record import Record
 from orderstream.common.rejections import command_rejected, submit_rejected
@@ -35,9 +35,11 @@ FUNDED = "order.funded"
 EVENTS = "collateral.events"
 
 
-def rejected(cmd: r.SubmitOrder | r.ReplaceOrder, reason: str, message: str) -> r.OrderRejected:
+def rejected(
+    cmd: r.SubmitOrder | r.SubmitAlgoOrder | r.ReplaceOrder, reason: str, message: str
+) -> r.OrderRejected:
     """The OrderRejected that tells the client why collateral refused `cmd`."""
-    if isinstance(cmd, r.SubmitOrder):
+    if isinstance(cmd, r.SubmitOrder | r.SubmitAlgoOrder):
         return submit_rejected(cmd, reason, message, "rej")
     return command_rejected(cmd, reason, message, "rej")
 
@@ -47,6 +49,19 @@ def load_account(changes: Changes, account_id: str, order_ids: Sequence[str] = (
     document of its own (`a|<account>|<order>`), so a step touches the account's balances and
     one or a few holds, not every open order of the account."""
     return Account.from_doc(account_id, changes.get_split(f"a|{account_id}", "holds", order_ids))
+
+
+def with_pool(changes: Changes, account_id: str, order_id: str) -> list[str]:
+    """`order_id` and, when it is a child of a pool (or a pool), the pool and its children: what a
+    step about it must load."""
+    ids = [order_id]
+    for pool_id in (order_id, pool_of(order_id)):
+        doc = changes.get(f"a|{account_id}|{pool_id}") if pool_id is not None else None
+        if isinstance(doc, dict):  # a pool (an order's own hold is a list)
+            assert pool_id is not None
+            ids += [pool_id, *doc["members"], *([doc["entry"]] if doc["entry"] else [])]
+            break
+    return list(dict.fromkeys(ids))
 
 
 def store_account(changes: Changes, account: Account, order_ids: Sequence[str] = ()) -> None:
@@ -79,7 +94,9 @@ class CollateralWorker:
                 self._expiry.setdefault(p, deque()).append((t, key))
         return self._expiry.setdefault(partition, deque())
 
-    def _decided(self, changes: Changes, orders: Sequence[r.SubmitOrder], partition: int) -> None:
+    def _decided(
+        self, changes: Changes, orders: Sequence[r.SubmitOrder | r.SubmitAlgoOrder], partition: int
+    ) -> None:
         """Mark `orders` as decided, and let go of at most 8 expired markers of the partition."""
         markers = self._markers(partition)
         expired = time.time_ns() - self.order_memory_ns
@@ -100,7 +117,8 @@ class CollateralWorker:
         return [Emit(EVENTS, account.account_id, e) for e in events]
 
     async def on_order_command(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket)
+        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket
+                          | r.SubmitOrderList | r.SubmitAlgoOrder)
         await self.instruments.wait()
         cmd = record
         partition = delivery.partition
@@ -109,22 +127,37 @@ class CollateralWorker:
             if isinstance(cmd, r.CancelOrder):
                 return [Emit(FUNDED, cmd.account_id, cmd)]
             if isinstance(cmd, r.ReplaceOrder):
-                ids = [cmd.order_id]
+                ids = with_pool(changes, cmd.account_id, cmd.order_id)
                 account = load_account(changes, cmd.account_id, ids)
                 events, refusal = account.hold_replace(cmd, self.instruments.get(cmd.symbol))
                 if refusal is not None:
                     store_account(changes, account, ids)
                     return [Emit(ORDER_EVENTS, cmd.account_id, rejected(cmd, *refusal))]
                 return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
-            orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
+            submits: list[r.SubmitOrder] = []
+            if isinstance(cmd, r.SubmitOrderList):
+                submits = placed_at_once(cmd)
+                ids = [cmd.order_id, *(child_id(cmd.order_id, i) for i in range(len(cmd.orders)))]
+            elif isinstance(cmd, r.SubmitAlgoOrder):  # one pool; its children come later, from the router
+                ids = [cmd.order_id]
+            else:
+                submits = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
+                ids = [o.order_id for o in submits]
+            orders: list[r.SubmitOrder | r.SubmitAlgoOrder] = [*submits]
+            if isinstance(cmd, r.SubmitAlgoOrder):
+                orders = [cmd]
             if any(changes.has(f"o|{o.order_id}") for o in orders):
                 return []  # a repeat, however late: this order was decided already
-            ids = [o.order_id for o in orders]
             account = load_account(changes, cmd.account_id, ids)
-            if any(o.order_id in account.holds for o in orders):
+            if any(o.order_id in account.holds or o.order_id in account.pools for o in orders):
                 return []  # a repeat of an order held before markers existed
             self._decided(changes, orders, partition)
-            events, refusal = account.hold_orders(orders, self.instruments.latest)
+            if isinstance(cmd, r.SubmitOrderList):
+                events, refusal = account.hold_list(cmd, submits, self.instruments.get(cmd.symbol))
+            elif isinstance(cmd, r.SubmitAlgoOrder):
+                events, refusal = account.hold_algo(cmd, self.instruments.get(cmd.symbol))
+            else:
+                events, refusal = account.hold_orders(submits, self.instruments.latest)
             if refusal is not None:
                 return [Emit(ORDER_EVENTS, cmd.account_id, rejected(o, *refusal)) for o in orders]
             return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
@@ -132,10 +165,14 @@ class CollateralWorker:
         await self.state.apply(f"order.commands:{cmd.command_id}", step, partition)
 
     async def on_collateral_command(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(record, r.Deposit | r.Withdraw)
+        assert isinstance(record, r.Deposit | r.Withdraw | r.ReleaseParentHold)
         cmd = record
 
         def step(changes: Changes) -> list[Emit]:
+            if isinstance(cmd, r.ReleaseParentHold):
+                ids = with_pool(changes, cmd.account_id, cmd.order_id)
+                account = load_account(changes, cmd.account_id, ids)
+                return self._events(changes, account, account.release_parent(cmd), ids)
             account = load_account(changes, cmd.account_id)
             events = account.deposit(cmd) if isinstance(cmd, r.Deposit) else account.withdraw(cmd)
             return self._events(changes, account, events)
@@ -150,10 +187,11 @@ class CollateralWorker:
             return  # an account collateral never funded
 
         def step(changes: Changes) -> list[Emit]:
-            ids = [rep.order_id]
+            ids = with_pool(changes, rep.account_id, rep.order_id)
             account = load_account(changes, rep.account_id, ids)
-            if rep.order_id not in account.holds:
-                return []
+            pool_id = pool_of(rep.order_id)
+            if rep.order_id not in account.holds and (pool_id is None or pool_id not in account.pools):
+                return []  # an order collateral holds nothing for
             events = account.on_report(rep, self.instruments.get(rep.symbol))
             return self._events(changes, account, events, ids)
 

@@ -1,6 +1,9 @@
-"""How a basket (index) order becomes child orders: one definition for collateral and router."""
+"""How a parent order becomes child orders `<parent id>/<n>`: baskets and order lists, one definition
+for collateral, router and matcher."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from orderstream.common import records as r
 
@@ -17,29 +20,44 @@ def basket_of(order_id: str) -> tuple[str, int] | None:
 
 def children(basket: r.SubmitBasket) -> list[r.SubmitOrder]:
     """The child orders of `basket`, leg by leg: quantity x weight each, limit when the leg has a price."""
-    out = []
-    for i, leg in enumerate(basket.legs):
-        out.append(
-            r.SubmitOrder(
-                command_id=child_id(basket.command_id, i),
-                ts_event=basket.ts_event,
-                account_id=basket.account_id,
-                order_id=child_id(basket.order_id, i),
-                client_order_id=child_id(basket.client_order_id, i),
-                symbol=leg.symbol,
-                side=leg.side,
-                order_type=r.OrderType.LIMIT if leg.price is not None else r.OrderType.MARKET,
-                time_in_force=basket.time_in_force,
-                quantity=basket.quantity * leg.weight,
-                price=leg.price,
-                stop_price=None,
-                trailing_offset=None,
-                trailing_offset_type=None,
-                display_quantity=None,
-                quote_budget=leg.quote_budget,
-                post_only=False,
-                expire_at=None,
-                self_trade_prevention=r.SelfTradePrevention.CANCEL_NEWEST,
-            )
-        )
-    return out
+    return [
+        _child(basket, i, symbol=leg.symbol, side=leg.side,
+               order_type=r.OrderType.LIMIT if leg.price is not None else r.OrderType.MARKET,
+               time_in_force=basket.time_in_force, quantity=basket.quantity * leg.weight, price=leg.price,
+               stop_price=None, quote_budget=leg.quote_budget, expire_at=None,
+               self_trade_prevention=r.SelfTradePrevention.CANCEL_NEWEST)
+        for i, leg in enumerate(basket.legs)
+    ]
+
+
+def _child(parent: r.SubmitBasket | r.SubmitOrderList, i: int, **fields: Any) -> r.SubmitOrder:
+    """Child order `i` of `parent`: its ids derive from the parent's, the rest is `fields`."""
+    return r.SubmitOrder(
+        command_id=child_id(parent.command_id, i),
+        ts_event=parent.ts_event,
+        account_id=parent.account_id,
+        order_id=child_id(parent.order_id, i),
+        client_order_id=child_id(parent.client_order_id, i),
+        trailing_offset=None,
+        trailing_offset_type=None,
+        display_quantity=None,
+        post_only=False,
+        **fields,
+    )
+
+
+def list_orders(lst: r.SubmitOrderList) -> list[r.SubmitOrder]:
+    """Every order of an order list, in its order (a bracket: entry, take-profit, stop-loss)."""
+    return [
+        _child(lst, i, symbol=lst.symbol, side=o.side, order_type=o.order_type, time_in_force=o.time_in_force,
+               quantity=o.quantity, price=o.price, stop_price=o.stop_price, quote_budget=o.quote_budget,
+               expire_at=o.expire_at, self_trade_prevention=lst.self_trade_prevention)
+        for i, o in enumerate(lst.orders)
+    ]
+
+
+def placed_at_once(lst: r.SubmitOrderList) -> list[r.SubmitOrder]:
+    """The orders of a list that go to the book when it is placed: an OCO's legs, a bracket's entry
+    (its exits are placed as the entry fills)."""
+    orders = list_orders(lst)
+    return orders if lst.contingency == r.ContingencyType.OCO else orders[:1]

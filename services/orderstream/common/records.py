@@ -34,6 +34,11 @@ class BookSide(StrEnum):
     ASK = "ASK"
 
 
+class ContingencyType(StrEnum):
+    OCO = "OCO"
+    BRACKET = "BRACKET"
+
+
 class KillScope(StrEnum):
     ACCOUNT = "ACCOUNT"
     SYMBOL = "SYMBOL"
@@ -111,6 +116,19 @@ class BasketLegResult(Record):
     average_price: Dec38_18 | None = Field(default=None, description='Average fill price; null when nothing filled.')
     status: str = Field(description='Terminal status of the child order (FILLED, CANCELED, REJECTED, EXPIRED).')
     reason: str | None = Field(default=None, description='Why the child ended unfilled, if it did.')
+
+
+class ListOrder(Record):
+    """One order of an order list."""
+
+    side: Side = Field(description='Order side.')
+    order_type: OrderType = Field(description="Order type: OCO legs LIMIT, STOP_LIMIT, STOP_MARKET, TAKE_PROFIT_LIMIT or TAKE_PROFIT_MARKET; a bracket's entry LIMIT or MARKET, its take-profit LIMIT, its stop-loss STOP_MARKET or STOP_LIMIT.")
+    time_in_force: TimeInForce = Field(description="Time in force (a bracket's exits are GTC).")
+    quantity: Dec38_18 = Field(description="Quantity in base units, > 0 (a bracket's exits: the entry's quantity, placed as the entry fills).")
+    price: Dec38_18 | None = Field(default=None, description='Limit price; null for market and stop-market orders.')
+    stop_price: Dec38_18 | None = Field(default=None, description='Trigger price of stop and take-profit orders.')
+    quote_budget: Dec38_18 | None = Field(default=None, description='A market buy entry: most quote asset it may spend.')
+    expire_at: int | None = Field(default=None, description='GTD: expiry time, nanoseconds since the Unix epoch.')
 
 
 class PriceLevel(Record):
@@ -196,6 +214,17 @@ class FillSettled(Record):
     free: Dec38_18 = Field(description='Free balance after the change.')
     held: Dec38_18 = Field(description='Held balance after the change.')
     sequence: int = Field(default=0, description='Per-account sequence of the balance-changing collateral events, from 1, without gaps; 0 in events written before it existed.')
+
+
+class ReleaseParentHold(Record):
+    """Command (router to collateral): a parent order (TWAP/VWAP, index order) is finished; release what its pool hold still holds once none of its child orders is open."""
+
+    avro_name: ClassVar[str] = "orderstream.collateral.ReleaseParentHold"
+    command_id: str = Field(description='Unique id; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account that owns the parent order.')
+    order_id: str = Field(description="The parent order's id (its pool hold's id).")
+    reason: str = Field(description='Why it ended: DONE, CANCELED, EXPIRED, ...')
 
 
 class Withdraw(Record):
@@ -607,6 +636,21 @@ class SubmitOrder(Record):
     self_trade_prevention: SelfTradePrevention = Field(default=SelfTradePrevention.CANCEL_NEWEST, description='What to do when the order would trade with the same account.')
 
 
+class SubmitOrderList(Record):
+    """Command: linked orders on one symbol. OCO: two orders on one side; a fill or trigger of either cancels the other. BRACKET: an entry whose fills place (or grow) a take-profit and a stop-loss for the filled quantity, linked as an OCO. Order ids are `<order_id>/<index>` (a bracket: /0 entry, /1 take-profit, /2 stop-loss)."""
+
+    avro_name: ClassVar[str] = "orderstream.order.SubmitOrderList"
+    command_id: str = Field(description='Unique id of this command; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account that owns the order.')
+    order_id: str = Field(description='Server-assigned list id; its orders are `<order_id>/<index>`.')
+    client_order_id: str = Field(description='Client-chosen id, unique per account.')
+    symbol: str = Field(description='Instrument symbol.')
+    contingency: ContingencyType = Field(description='How the orders are linked.')
+    orders: list[ListOrder] = Field(description='OCO: the two legs. BRACKET: entry, take-profit, stop-loss.')
+    self_trade_prevention: SelfTradePrevention = Field(default=SelfTradePrevention.CANCEL_NEWEST, description='What to do when the order would trade with the same account.')
+
+
 class Instrument(Record):
     """Reference data of one tradable instrument."""
 
@@ -670,12 +714,14 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     OrderReplaced,
     OrderTriggered,
     PositionUpdated,
+    ReleaseParentHold,
     ReplaceOrder,
     SendAlgoSlice,
     SetKillSwitch,
     SubmitAlgoOrder,
     SubmitBasket,
     SubmitOrder,
+    SubmitOrderList,
     Ticker,
     Trade,
     Withdraw,

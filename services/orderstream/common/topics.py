@@ -40,7 +40,7 @@ ORDER_EVENT_RECORDS = (
     r.OrderReplaced,
 )
 ORDER_COMMAND_RECORDS = (r.SubmitOrder, r.CancelOrder, r.ReplaceOrder)
-CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket, r.SubmitAlgoOrder)
+CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket, r.SubmitOrderList, r.SubmitAlgoOrder)
 COLLATERAL_EVENT_RECORDS = (
     r.Deposited,
     r.Withdrawn,
@@ -56,7 +56,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(
         "match.commands",
         KeyKind.SYMBOL,
-        (*ORDER_COMMAND_RECORDS, r.ExpireOrders),
+        (*ORDER_COMMAND_RECORDS, r.SubmitOrderList, r.ExpireOrders),
         ("router", "matcher"),
         ("matcher",),
     ),
@@ -82,7 +82,13 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec("algo.schedule", KeyKind.ACCOUNT, (r.SendAlgoSlice,), ("router",), ("router",)),
     TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router", "gateway"),
               compacted=True),
-    TopicSpec("collateral.commands", KeyKind.ACCOUNT, (r.Deposit, r.Withdraw), ("gateway",), ("collateral",)),
+    TopicSpec(
+        "collateral.commands",
+        KeyKind.ACCOUNT,
+        (r.Deposit, r.Withdraw, r.ReleaseParentHold),
+        ("gateway", "router"),
+        ("collateral",),
+    ),
     TopicSpec(
         "collateral.events",
         KeyKind.ACCOUNT,

@@ -132,8 +132,8 @@ class RouterWorker:
         self.settings = settings
         outputs = {
             name: service.output(name)
-            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, ALGO_EVENTS,
-                         ALGO_SCHEDULE)
+            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, "collateral.commands",
+                         ALGO_EVENTS, ALGO_SCHEDULE)
         }
         self.outputs = outputs
         self.state = StateStore(service, "router-state", outputs, settings.dedupe_window)
@@ -465,8 +465,16 @@ class RouterWorker:
         return out
 
     def _release(self, doc: dict[str, Any], now: int) -> list[Emit]:
-        """Tell collateral the parent is finished: what its pool still holds goes back."""
-        return []
+        """Tell collateral the parent is finished: what its pool still holds goes back (once its child
+        under way has ended: the parent ends only then)."""
+        release = r.ReleaseParentHold(
+            command_id=f"{doc['order_id']}:release",
+            ts_event=now,
+            account_id=doc["account_id"],
+            order_id=doc["order_id"],
+            reason=doc["status"],
+        )
+        return [Emit("collateral.commands", doc["account_id"], release)]
 
     async def on_algo_command(
         self, cmd: r.SubmitAlgoOrder | r.CancelOrder | r.ReplaceOrder, delivery: Delivery
