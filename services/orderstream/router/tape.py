@@ -60,28 +60,26 @@ class Tape:
         )
         await consumer.start()
         try:
-            partitions: set[TopicPartition] = set()
-            while not partitions:
-                numbers = consumer.partitions_for_topic(self.name) or ()
-                partitions = {TopicPartition(self.name, p) for p in numbers}
-                if not partitions:
-                    await consumer.topics()  # metadata of the topic, created by the matcher or `up`
-                    await asyncio.sleep(0.5)
-            consumer.assign(list(partitions))
-            since = int(time.time() * 1000) - self.horizon_ns // 1_000_000
-            starts = await consumer.offsets_for_times({tp: since for tp in partitions})
-            ends = await consumer.end_offsets(list(partitions))
-            for tp in partitions:
-                found = starts.get(tp)
-                consumer.seek(tp, found.offset if found is not None else ends[tp])
-            pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
+            consumer.subscribe([self.name])  # without a group: every partition, and new ones
+            ends: dict[TopicPartition, int] | None = None
+            pending: set[TopicPartition] = set()
             while True:
                 batches = await consumer.getmany(timeout_ms=200, max_records=5000)
-                for tp, messages in batches.items():
+                if ends is None:  # assigned at last: start horizon_s back; what came before is dropped
+                    assigned = list(consumer.assignment())
+                    if not assigned:
+                        continue
+                    since = int(time.time() * 1000) - self.horizon_ns // 1_000_000
+                    starts = await consumer.offsets_for_times({tp: since for tp in assigned})
+                    ends = await consumer.end_offsets(assigned)
+                    for tp in assigned:
+                        found = starts.get(tp)
+                        consumer.seek(tp, found.offset if found is not None else ends[tp])
+                    pending = {tp for tp in assigned if ends[tp] > 0}
+                    continue
+                for messages in batches.values():
                     for msg in messages:
                         await self._take(msg.value)
-                        if msg.offset + 1 >= ends[tp]:
-                            pending.discard(tp)
                 if not self.ready.is_set():
                     pending = {tp for tp in pending if await consumer.position(tp) < ends[tp]}
                     if not pending:
