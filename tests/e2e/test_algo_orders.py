@@ -215,3 +215,40 @@ async def test_a_twap_canceled_mid_way_sends_no_more_slices_and_holds_nothing(
             await asyncio.sleep(0.5)
         assert D(eth["held"]) == 0, eth
         a.task.cancel()
+
+
+async def test_a_vwap_takes_its_participation_of_what_others_trade(platform: dict[str, Any]) -> None:
+    """A VWAP buy at 50% participation while alice's own IOC buys trade 0.02 BTC every 200 ms: each
+    slice takes half of what traded since the last one, so the parent ends short of its quantity."""
+    alice, bob = client(platform, "alice"), client(platform, "bob")
+    run = uuid.uuid4().hex[:6]
+    async with aiohttp.ClientSession() as http, alice.session(http) as sa:
+        await sa.call("subscribe", {"stream": "user"})
+        a = Stream(sa)
+        ask = await bob.ok(http, "POST", "/api/v1/orders", {
+            "client_order_id": f"v{run}", "symbol": "BTC-USD", "side": "SELL", "quantity": "2",
+            "price": "30000"})
+        parent = await sa.call("order.algo", {
+            "client_order_id": f"v{run}", "symbol": "BTC-USD", "side": "BUY", "algo": "VWAP",
+            "quantity": "1", "limit_price": "30000", "duration_ms": 4000, "slice_interval_ms": 500,
+            "participation": "0.5"})
+        pid = parent["order_id"]
+        others = D(0)
+        deadline = time.monotonic() + 4
+        n = 0
+        while time.monotonic() < deadline:  # the market: alice's own plain orders, not the parent's
+            n += 1
+            await sa.call("order.place", {
+                "client_order_id": f"v{run}-{n}", "symbol": "BTC-USD", "side": "BUY", "order_type": "LIMIT",
+                "time_in_force": "IOC", "quantity": "0.02", "price": "30000"})
+            others += D("0.02")
+            await asyncio.sleep(0.2)
+        end = await a.until("algo_order_updated", lambda d: d["order_id"] == pid and d["status"] != "WORKING")
+        kids = children(a, pid)
+        asked = sum((D(reps[0]["quantity"]) for reps in kids.values()), D(0))
+        print(f"VWAP: others traded {others}, the parent's {len(kids)} children asked {asked}, filled "
+              f"{end['filled_quantity']} at {end['average_price']} (window VWAP {end['window_vwap']})")
+        assert (end["status"], end["reason"]) == ("DONE", "WINDOW_ENDED")
+        assert D("0.1") <= D(end["filled_quantity"]) == asked <= others / 2
+        await bob.ok(http, "DELETE", f"/api/v1/orders/{ask['order_id']}")
+        a.task.cancel()
