@@ -254,6 +254,8 @@ async def test_the_demo_runs_and_its_end_state_checks_pass(platform: dict[str, A
     )
     assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
     assert "end-state checks passed" in demo.stdout and " fills" in demo.stdout
+    print("\n".join(line for line in demo.stdout.splitlines() if line.startswith(("TWAP ", "end-state"))))
+    assert demo.stdout.count("TWAP ") >= 3 and "TWAP parents == their children" in demo.stdout, demo.stdout
 
 
 async def test_a_gateway_killed_mid_stream_loses_no_order_and_places_none_twice(

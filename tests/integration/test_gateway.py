@@ -450,6 +450,7 @@ async def test_openapi_document_is_served(gateway: dict[str, Any]) -> None:
         ("GET", "/api/v1/orders"),
         ("POST", "/api/v1/orders"),
         ("POST", "/api/v1/baskets"),
+        ("POST", "/api/v1/algo-orders"),
         ("GET", "/api/v1/orders/{order_id}"),
         ("PATCH", "/api/v1/orders/{order_id}"),
         ("DELETE", "/api/v1/orders/{order_id}"),

@@ -35,9 +35,11 @@ FUNDED = "order.funded"
 EVENTS = "collateral.events"
 
 
-def rejected(cmd: r.SubmitOrder | r.ReplaceOrder, reason: str, message: str) -> r.OrderRejected:
+def rejected(
+    cmd: r.SubmitOrder | r.SubmitAlgoOrder | r.ReplaceOrder, reason: str, message: str
+) -> r.OrderRejected:
     """The OrderRejected that tells the client why collateral refused `cmd`."""
-    if isinstance(cmd, r.SubmitOrder):
+    if isinstance(cmd, r.SubmitOrder | r.SubmitAlgoOrder):
         return submit_rejected(cmd, reason, message, "rej")
     return command_rejected(cmd, reason, message, "rej")
 
@@ -92,7 +94,9 @@ class CollateralWorker:
                 self._expiry.setdefault(p, deque()).append((t, key))
         return self._expiry.setdefault(partition, deque())
 
-    def _decided(self, changes: Changes, orders: Sequence[r.SubmitOrder], partition: int) -> None:
+    def _decided(
+        self, changes: Changes, orders: Sequence[r.SubmitOrder | r.SubmitAlgoOrder], partition: int
+    ) -> None:
         """Mark `orders` as decided, and let go of at most 8 expired markers of the partition."""
         markers = self._markers(partition)
         expired = time.time_ns() - self.order_memory_ns
@@ -113,9 +117,8 @@ class CollateralWorker:
         return [Emit(EVENTS, account.account_id, e) for e in events]
 
     async def on_order_command(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(
-            record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket | r.SubmitOrderList
-        )
+        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket
+                          | r.SubmitOrderList | r.SubmitAlgoOrder)
         await self.instruments.wait()
         cmd = record
         partition = delivery.partition
@@ -131,22 +134,30 @@ class CollateralWorker:
                     store_account(changes, account, ids)
                     return [Emit(ORDER_EVENTS, cmd.account_id, rejected(cmd, *refusal))]
                 return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
+            submits: list[r.SubmitOrder] = []
             if isinstance(cmd, r.SubmitOrderList):
-                orders = placed_at_once(cmd)
+                submits = placed_at_once(cmd)
                 ids = [cmd.order_id, *(child_id(cmd.order_id, i) for i in range(len(cmd.orders)))]
+            elif isinstance(cmd, r.SubmitAlgoOrder):  # one pool; its children come later, from the router
+                ids = [cmd.order_id]
             else:
-                orders = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
-                ids = [o.order_id for o in orders]
+                submits = children(cmd) if isinstance(cmd, r.SubmitBasket) else [cmd]
+                ids = [o.order_id for o in submits]
+            orders: list[r.SubmitOrder | r.SubmitAlgoOrder] = [*submits]
+            if isinstance(cmd, r.SubmitAlgoOrder):
+                orders = [cmd]
             if any(changes.has(f"o|{o.order_id}") for o in orders):
                 return []  # a repeat, however late: this order was decided already
             account = load_account(changes, cmd.account_id, ids)
-            if any(o.order_id in account.holds for o in orders):
+            if any(o.order_id in account.holds or o.order_id in account.pools for o in orders):
                 return []  # a repeat of an order held before markers existed
             self._decided(changes, orders, partition)
             if isinstance(cmd, r.SubmitOrderList):
-                events, refusal = account.hold_list(cmd, orders, self.instruments.get(cmd.symbol))
+                events, refusal = account.hold_list(cmd, submits, self.instruments.get(cmd.symbol))
+            elif isinstance(cmd, r.SubmitAlgoOrder):
+                events, refusal = account.hold_algo(cmd, self.instruments.get(cmd.symbol))
             else:
-                events, refusal = account.hold_orders(orders, self.instruments.latest)
+                events, refusal = account.hold_orders(submits, self.instruments.latest)
             if refusal is not None:
                 return [Emit(ORDER_EVENTS, cmd.account_id, rejected(o, *refusal)) for o in orders]
             return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]

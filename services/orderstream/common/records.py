@@ -17,6 +17,18 @@ from orderstream.common.record import Record, rescale
 
 Dec38_18 = Annotated[Decimal, Field(max_digits=38, decimal_places=18), AfterValidator(partial(rescale, places=18, digits=38))]
 
+class AlgoStatus(StrEnum):
+    WORKING = "WORKING"
+    DONE = "DONE"
+    CANCELED = "CANCELED"
+    REJECTED = "REJECTED"
+
+
+class AlgoType(StrEnum):
+    TWAP = "TWAP"
+    VWAP = "VWAP"
+
+
 class BookSide(StrEnum):
     BID = "BID"
     ASK = "ASK"
@@ -369,6 +381,32 @@ class Trade(Record):
     sequence: int = Field(description='Per-symbol market-data sequence number.')
 
 
+class AlgoOrderUpdated(Record):
+    """Event: a TWAP/VWAP parent order's progress, after each slice, each child fill and when it ends."""
+
+    avro_name: ClassVar[str] = "orderstream.order.AlgoOrderUpdated"
+    event_id: str = Field(description='Unique id of this event; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account.')
+    order_id: str = Field(description='Parent id.')
+    client_order_id: str = Field(description='Client-chosen id of the parent.')
+    symbol: str = Field(description='Instrument symbol.')
+    side: Side = Field(description='Side.')
+    algo: AlgoType = Field(description='TWAP or VWAP.')
+    sequence: int = Field(description='Per-parent sequence number, from 1: a reader keeps the highest.')
+    status: AlgoStatus = Field(description='WORKING until it ends: DONE (window over or all filled), CANCELED or REJECTED.')
+    quantity: Dec38_18 = Field(description='Parent quantity.')
+    filled_quantity: Dec38_18 = Field(description='Filled so far over all children.')
+    average_price: Dec38_18 | None = Field(default=None, description='Average fill price over all children; null before a fill.')
+    window_twap: Dec38_18 | None = Field(default=None, description="The symbol's time-weighted trade price over the window so far (each trade price held until the next trade); null before a trade.")
+    window_vwap: Dec38_18 | None = Field(default=None, description="The symbol's volume-weighted trade price over the window so far; null before a trade.")
+    slices_sent: int = Field(description='Child orders sent so far.')
+    next_slice_at: int | None = Field(default=None, description='When the next slice is due (ns); null once no slice is left.')
+    start_at: int = Field(description='Start of the window (ns).')
+    end_at: int = Field(description='End of the window (ns).')
+    reason: str | None = Field(default=None, description='Why it ended as it did, or why the last slice sent nothing.')
+
+
 class BasketFilled(Record):
     """Event: every leg of a basket is done; what filled, per unit and per leg."""
 
@@ -539,6 +577,26 @@ class ReplaceOrder(Record):
     price: Dec38_18 | None = Field(default=None, description='New limit price; null keeps it.')
 
 
+class SubmitAlgoOrder(Record):
+    """Command: a TWAP or VWAP parent order, sliced by the router into child orders `<order_id>/<slice>` over a time window."""
+
+    avro_name: ClassVar[str] = "orderstream.order.SubmitAlgoOrder"
+    command_id: str = Field(description='Unique id; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account placing the parent order.')
+    order_id: str = Field(description='Server-assigned parent id; child order ids are `<order_id>/<slice index>`.')
+    client_order_id: str = Field(description='Client-chosen id, unique per account.')
+    symbol: str = Field(description='Instrument symbol.')
+    side: Side = Field(description='Side of every child order.')
+    algo: AlgoType = Field(description='TWAP or VWAP.')
+    quantity: Dec38_18 = Field(description='Total quantity to trade over the window.')
+    limit_price: Dec38_18 | None = Field(default=None, description='Worst price of any child (required for a BUY: it bounds the collateral); null: SELL children are market orders.')
+    start_at: int = Field(description='Start of the window: nanoseconds since the Unix epoch, UTC.')
+    end_at: int = Field(description='End of the window: nanoseconds since the Unix epoch, UTC.')
+    slice_interval_ms: int = Field(description='Time between slices, milliseconds; a slice is sent at start_at + k x interval.')
+    participation: Dec38_18 | None = Field(default=None, description='Most share (0 < p <= 1) of the volume others traded since the last slice that a slice may take; required for VWAP, an optional cap for TWAP.')
+
+
 class SubmitBasket(Record):
     """Command: a basket (index) order, split by the router into one child order per leg."""
 
@@ -610,6 +668,17 @@ class Instrument(Record):
     enabled: bool = Field(default=True, description='False halts trading.')
 
 
+class SendAlgoSlice(Record):
+    """Command (router to itself): slice `slice` of a parent order is due; applied once per (parent, slice)."""
+
+    avro_name: ClassVar[str] = "orderstream.router.SendAlgoSlice"
+    command_id: str = Field(description='`algo:<order_id>:<slice>`: a repeat is ignored.')
+    ts_event: int = Field(description='When the router found it due: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account of the parent.')
+    order_id: str = Field(description='Parent id.')
+    slice: int = Field(description='Index of the slice in the schedule (start_at + slice x interval).')
+
+
 class SetKillSwitch(Record):
     """Command (admin): stop or allow new orders for one account or one symbol."""
 
@@ -623,6 +692,7 @@ class SetKillSwitch(Record):
 
 
 ALL_RECORDS: tuple[type[Record], ...] = (
+    AlgoOrderUpdated,
     BasketFilled,
     BookUpdate,
     CancelOrder,
@@ -646,7 +716,9 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     PositionUpdated,
     ReleaseParentHold,
     ReplaceOrder,
+    SendAlgoSlice,
     SetKillSwitch,
+    SubmitAlgoOrder,
     SubmitBasket,
     SubmitOrder,
     SubmitOrderList,

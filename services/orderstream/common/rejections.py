@@ -5,8 +5,16 @@ from __future__ import annotations
 from orderstream.common import records as r
 
 
-def submit_rejected(o: r.SubmitOrder, reason: str, message: str, tag: str) -> r.OrderRejected:
-    """A refused submission: the order's first event (sequence 1), with the order's details."""
+def submit_rejected(
+    o: r.SubmitOrder | r.SubmitAlgoOrder, reason: str, message: str, tag: str
+) -> r.OrderRejected:
+    """A refused submission: the order's first event (sequence 1), with the order's details (a TWAP/VWAP
+    parent's: a limit order at its limit price, or a market order without one)."""
+    if isinstance(o, r.SubmitAlgoOrder):
+        price = o.limit_price
+        order_type = r.OrderType.MARKET if price is None else r.OrderType.LIMIT
+    else:
+        price, order_type = o.price, o.order_type
     return r.OrderRejected(
         event_id=f"{o.command_id}:{tag}",
         ts_event=o.ts_event,
@@ -19,9 +27,9 @@ def submit_rejected(o: r.SubmitOrder, reason: str, message: str, tag: str) -> r.
         message=message,
         rejected_command="SubmitOrder",
         side=o.side,
-        order_type=o.order_type,
+        order_type=order_type,
         quantity=o.quantity,
-        price=o.price,
+        price=price,
     )
 
 

@@ -40,7 +40,7 @@ ORDER_EVENT_RECORDS = (
     r.OrderReplaced,
 )
 ORDER_COMMAND_RECORDS = (r.SubmitOrder, r.CancelOrder, r.ReplaceOrder)
-CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket, r.SubmitOrderList)
+CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket, r.SubmitOrderList, r.SubmitAlgoOrder)
 COLLATERAL_EVENT_RECORDS = (
     r.Deposited,
     r.Withdrawn,
@@ -77,7 +77,9 @@ CATALOG: tuple[TopicSpec, ...] = (
     ),
     TopicSpec("execution.positions", KeyKind.ACCOUNT, (r.PositionUpdated,), ("execution",), ("gateway",)),
     TopicSpec("basket.events", KeyKind.ACCOUNT, (r.BasketFilled,), ("router",), ("gateway",)),
+    TopicSpec("algo.events", KeyKind.ACCOUNT, (r.AlgoOrderUpdated,), ("router",), ("gateway",)),
     TopicSpec("venue.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS, ("router",), ("router",)),
+    TopicSpec("algo.schedule", KeyKind.ACCOUNT, (r.SendAlgoSlice,), ("router",), ("router",)),
     TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router", "gateway"),
               compacted=True),
     TopicSpec(
@@ -94,7 +96,7 @@ CATALOG: tuple[TopicSpec, ...] = (
         ("collateral",),
         ("gateway", "collector"),
     ),
-    TopicSpec("md.trades", KeyKind.SYMBOL, (r.Trade,), ("matcher",), ("gateway", "execution")),
+    TopicSpec("md.trades", KeyKind.SYMBOL, (r.Trade,), ("matcher",), ("gateway", "execution", "router")),
     TopicSpec("md.book", KeyKind.SYMBOL, (r.BookUpdate,), ("matcher",), ("gateway",)),
     TopicSpec(
         "md.ticker",

@@ -114,6 +114,36 @@ class PlaceBasket(BaseModel):
         return legs
 
 
+MAX_ALGO_WINDOW_MS = 6 * 3600 * 1000  # the router keeps this much of the trade tape (router algo_tape_s)
+MAX_ALGO_SLICES = 10_000
+
+
+class PlaceAlgoOrder(BaseModel):
+    """order.algo / POST /api/v1/algo-orders: a TWAP or VWAP parent order, sliced by the router into
+    child orders `<order_id>/<slice>` (IOC at limit_price, or market for an unpriced sell) over a window."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: ClientId
+    symbol: str = Field(min_length=1, max_length=32)
+    side: r.Side
+    algo: r.AlgoType
+    quantity: Exact
+    limit_price: Exact | None = Field(
+        None, description="Worst price of any child; required for a BUY (it bounds the collateral held)."
+    )
+    start_at: int | None = Field(  # its end must stay an Avro long too
+        None, ge=0, le=2**63 - 1 - MAX_ALGO_WINDOW_MS * 1_000_000,
+        description="Start of the window, nanoseconds since the Unix epoch, UTC; default now.",
+    )
+    duration_ms: int = Field(ge=1, le=MAX_ALGO_WINDOW_MS, description="Length of the window.")
+    slice_interval_ms: int = Field(ge=50, le=MAX_ALGO_WINDOW_MS, description="Time between slices.")
+    participation: Exact | None = Field(
+        None, description="0 < p <= 1: most share of the volume others traded since the last slice that "
+        "a slice may take. Required for VWAP; an optional cap for TWAP."
+    )
+
+
 class PlaceOco(BaseModel):
     """order.oco / POST /api/v1/oco: two orders on one side, one-cancels-the-other. Order `<id>/0` is a
     limit order at `price`; order `<id>/1` a stop at `stop_price` (stop-limit at `stop_limit_price` when
@@ -412,6 +442,7 @@ RESPONSES: dict[str, type[Answer]] = {
     "order.basket": OrderPlaced,
     "order.oco": OrderPlaced,
     "order.bracket": OrderPlaced,
+    "order.algo": OrderPlaced,
     "order.cancel": CancelRequested,
     "order.replace": ReplaceRequested,
     "order.get": OrderView,
@@ -494,6 +525,29 @@ def check_basket(b: PlaceBasket, instruments: Any) -> None:
                 f"leg {i}: price must be a multiple of the tick size {plain(instrument.tick_size)}",
                 {"field": f"{field}.price", "tick_size": str(instrument.tick_size)},
             )
+
+
+def check_algo(a: PlaceAlgoOrder, instrument: r.Instrument | None, now: int) -> None:
+    """What the window, the participation and the instrument allow (40001 naming the field, 40010-40013)."""
+    if instrument is None or not instrument.enabled:
+        raise ApiError(40010, f"unknown symbol {a.symbol}", {"field": "symbol"})
+    check_increments(instrument, a.quantity, limit_price=a.limit_price)
+    if a.quantity < instrument.min_quantity:
+        raise ApiError(40013, f"quantity below the minimum {plain(instrument.min_quantity)}",
+                       {"field": "quantity"})
+    for field, broken, issue in (
+        ("limit_price", a.side == r.Side.BUY and a.limit_price is None,
+         "required for a BUY: it bounds what the parent can cost"),
+        ("participation", a.participation is not None and a.participation > 1, "must be at most 1"),
+        ("participation", a.algo == r.AlgoType.VWAP and a.participation is None, "required for VWAP"),
+        ("start_at", a.start_at is not None and a.start_at + a.duration_ms * 1_000_000 < now,
+         "the window has ended already"),
+        ("slice_interval_ms", a.slice_interval_ms > a.duration_ms, "must be at most duration_ms"),
+        ("slice_interval_ms", a.duration_ms // a.slice_interval_ms + 1 > MAX_ALGO_SLICES,
+         f"gives more than {MAX_ALGO_SLICES} slices over duration_ms"),
+    ):
+        if broken:
+            raise ApiError(40001, f"invalid {field}: {issue}", {"field": field, "issue": issue})
 
 
 def _order(side: r.Side, order_type: r.OrderType, quantity: Decimal, price: Decimal | None = None,
@@ -592,6 +646,7 @@ OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]],
     ("/api/v1/baskets", "post", "order.basket", PlaceBasket, ("400", "429")),
     ("/api/v1/oco", "post", "order.oco", PlaceOco, ("400", "429")),
     ("/api/v1/brackets", "post", "order.bracket", PlaceBracket, ("400", "429")),
+    ("/api/v1/algo-orders", "post", "order.algo", PlaceAlgoOrder, ("400", "429")),
     ("/api/v1/admin/kill-switch", "post", "admin.kill_switch", PostKillSwitch, ("400",)),
     ("/api/v1/admin/accounts", "post", "admin.account", CreateAccount, ("400",)),
     ("/api/v1/admin/deposits", "post", "admin.deposit", PostDeposit, ("400",)),
@@ -608,7 +663,8 @@ ERROR_STATUSES = {
     "401": "missing, unknown, stale, replayed or wrongly signed credentials (40100-40104)",
     "403": "the key lacks the permission (40301)",
     "404": "no such order (40401) or route (40400)",
-    "409": "a basket is canceled or replaced leg by leg (40904)",
+    "409": "a basket is canceled or replaced leg by leg; a TWAP/VWAP parent is canceled, never replaced "
+    "(40904)",
     "413": "body larger than the gateway's MAX_FRAME_BYTES (41301)",
     "429": "order rate limit (42901), with Retry-After",
     "500": "internal error (50000), logged with the request id in details",

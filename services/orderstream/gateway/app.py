@@ -433,6 +433,23 @@ class Gateway:
         # the exits (/1, /2) come from the matcher once the entry fills: only the entry is awaited
         legs = [b.symbol] * 3
         return self.submit(who, b.symbol, request_id, r.SubmitOrderList, fields, placed=1, legs=legs)
+    async def place_algo(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await (await self.place_algo_pending(who, params, request_id))
+
+    async def place_algo_pending(
+        self, who: Principal, params: dict[str, Any], request_id: str
+    ) -> Awaitable[dict[str, Any]]:
+        """A TWAP/VWAP parent: SubmitAlgoOrder on order.commands; its progress comes on algo.events."""
+        who.require("trade")
+        await self.take_order_token(who)
+        a = parse(api.PlaceAlgoOrder, params)
+        await self.instruments_ready()
+        now = time.time_ns()
+        api.check_algo(a, self.instruments.get(a.symbol), now)
+        start = a.start_at if a.start_at is not None else now
+        fields = a.model_dump(exclude={"start_at", "duration_ms"})
+        fields |= {"start_at": start, "end_at": start + a.duration_ms * 1_000_000}
+        return self.submit(who, a.symbol, request_id, r.SubmitAlgoOrder, fields, algo=a.algo.value)
 
     async def take_order_token(self, who: Principal, limit: Limit | None = None) -> None:
         """Refuse a new order while too many of this gateway's orders are out in the order path
@@ -466,7 +483,7 @@ class Gateway:
         who: Principal,
         symbol: str,
         request_id: str,
-        kind: type[r.SubmitOrder | r.SubmitBasket | r.SubmitOrderList],
+        kind: type[r.SubmitOrder | r.SubmitBasket | r.SubmitOrderList | r.SubmitAlgoOrder],
         fields: dict[str, Any],
         placed: int | None = None,
         **extra: Any,
@@ -493,6 +510,8 @@ class Gateway:
         )
         legs = len(extra["legs"]) if "legs" in extra else 0
         ids = [f"{order_id}/{i}" for i in range(placed or legs)] if legs else [order_id]
+        if "algo" in extra:  # its children come later, one per slice: none is waited for here
+            ids = []
         self.outstanding.sent(who.account_id, ids)  # before the send: its report may come at once
         sent = self.enqueue("order.commands", who.account_id, command, request_id, doc)
 
@@ -528,12 +547,16 @@ class Gateway:
         )
 
     async def order_doc(self, who: Principal, order_id: str, *, to_change: bool = False) -> dict[str, Any]:
-        """The caller's order; a basket's child `<basket id>/<leg>` is found through its basket."""
+        """The caller's order; a basket's child `<basket id>/<leg>` is found through its basket, a TWAP/VWAP
+        child `<parent id>/<slice>` through its parent."""
         parent_id, _, leg = order_id.partition("/")
         doc: dict[str, Any] | None = self.submitter.known(parent_id)
         if doc is None or doc["account_id"] != who.account_id:
             doc = await self.orders.find_one({"order_id": parent_id, "account_id": who.account_id})
-        if doc is not None and leg:
+        if doc is not None and leg and doc.get("algo"):
+            child = {"order_id": order_id, "client_order_id": f"{doc['client_order_id']}/{leg}", "algo": None}
+            doc = {**doc, **child} if leg.isdigit() else None
+        elif doc is not None and leg:
             legs = doc.get("legs") or []
             doc = (
                 None
@@ -581,6 +604,9 @@ class Gateway:
         who.require("trade")
         c = parse(api.ReplaceOrder, params)
         doc = await self.order_doc(who, c.order_id, to_change=True)
+        if doc.get("algo"):
+            raise ApiError(40904, "a TWAP/VWAP parent cannot be replaced; cancel it", {"field": "order_id"},
+                           status=409)
         instrument = self.instruments.get(doc["symbol"])
         if instrument is not None:
             api.check_increments(instrument, c.quantity, price=c.price)
@@ -767,7 +793,7 @@ def failed(op: str, exc: Exception, request_id: str) -> ApiError:
 
 
 # a failure is 50001: the client sends the order again
-ORDER_OPS = frozenset({"order.place", "order.basket", "order.oco", "order.bracket"})
+ORDER_OPS = frozenset({"order.place", "order.basket", "order.oco", "order.bracket", "order.algo"})
 UNAVAILABLE = (PyMongoError, KafkaError, ConnectionError, TimeoutError)
 
 
@@ -1007,7 +1033,9 @@ def _read(
     return call
 
 
-USER_TOPICS = ("execution.reports", "collateral.events", "basket.events", "execution.positions")
+USER_TOPICS = (
+    "execution.reports", "collateral.events", "basket.events", "algo.events", "execution.positions"
+)
 MARKET_TOPICS = ("md.book", "md.trades", "md.ticker", "md.candles")
 MIRRORED = ("ref.instruments", "md.depth")
 BINANCE_READS = ("risk.commands",)  # kill switches: a halted symbol's status (binance.py)
@@ -1028,6 +1056,7 @@ WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.basket": Gateway.place_basket,
     "order.oco": Gateway.place_oco,
     "order.bracket": Gateway.place_bracket,
+    "order.algo": Gateway.place_algo,
     "order.cancel": Gateway.cancel,
     "order.replace": Gateway.replace,
     "order.get": _read(Gateway.get),
@@ -1040,6 +1069,7 @@ PIPELINED: dict[str, Callable[..., Awaitable[Awaitable[dict[str, Any]]]]] = {
     "order.basket": Gateway.place_basket_pending,
     "order.oco": Gateway.place_oco_pending,
     "order.bracket": Gateway.place_bracket_pending,
+    "order.algo": Gateway.place_algo_pending,
 }
 SIGNATURE_SWEEP_S = 60.0
 PIPELINE_DEPTH = 256  # orders of one connection queued for the broker before its frames wait
@@ -1105,6 +1135,7 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_post("/api/v1/baskets", rest(Gateway.place_basket, "order.basket", body=True))
     app.router.add_post("/api/v1/oco", rest(Gateway.place_oco, "order.oco", body=True))
     app.router.add_post("/api/v1/brackets", rest(Gateway.place_bracket, "order.bracket", body=True))
+    app.router.add_post("/api/v1/algo-orders", rest(Gateway.place_algo, "order.algo", body=True))
     app.router.add_get(
         ORDER_PATH,
         rest(Gateway.get, "order.get", body=False, path_param="order_id", with_request_id=False),

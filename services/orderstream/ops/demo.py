@@ -3,7 +3,8 @@
 Several traders, each a real WebSocket client of the gateway, are created and funded through
 the admin API. For `--seconds` they place a realistic mix around a mid price (limit orders on
 both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket, an OCO,
-a bracket, an order on the mock venue and two on the FIX venue (ADA-USD, QuickFIX/J's Executor). A live line
+a bracket, an order on the mock venue, two on the FIX venue (ADA-USD, QuickFIX/J's Executor) and a
+TWAP parent order (BTC-USD, sliced by the router into IOC children once a second). A live line
 every second shows orders/s, acks, fills, the p50/p99 from sending `order.place` to the order's
 first execution report, and the BTC-USD book top.
 
@@ -16,7 +17,8 @@ Then every open order is canceled and, once every order is final, the demo check
 - history: the MongoDB order history (collector) has every order with the status and filled
   quantity of its last report;
 - order lists: at most one leg of an OCO traded; a bracket's exits never exceed what its entry
-  filled, and at most one of them traded.
+  filled, and at most one of them traded;
+- TWAP: every parent ended, its filled quantity and slice count equal to its children's reports.
 Exit status 0 only when every check passes.
 """
 
@@ -60,6 +62,7 @@ class Trader:
     reports: dict[str, dict[int, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     open_ids: list[str] = field(default_factory=list)
     lists: dict[str, str] = field(default_factory=dict)  # order list id -> OCO or BRACKET
+    algos: dict[str, dict[str, Any]] = field(default_factory=dict)  # parent id -> its latest AlgoOrderUpdated
     n: int = 0
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -107,6 +110,11 @@ async def listen(trader: Trader, stats: Stats) -> None:
     assert trader.session is not None
     while True:
         frame = await trader.session.events.get()
+        if frame.get("type") == "algo_order_updated":
+            update = frame["data"]
+            if update["sequence"] > trader.algos.get(update["order_id"], {}).get("sequence", 0):
+                trader.algos[update["order_id"]] = update
+            continue
         if frame.get("type") != "execution_report":
             continue
         rep = frame["data"]
@@ -182,6 +190,22 @@ async def place(trader: Trader, stats: Stats, params: dict[str, Any]) -> None:
         stats.refused += 1
         if exc.code == 42901:
             await asyncio.sleep(float(exc.details.get("retry_after_s", 0.5)))
+
+
+async def place_algo(trader: Trader, stats: Stats, params: dict[str, Any]) -> None:
+    """A TWAP parent; its progress comes as algo_order_updated, its children as ordinary reports."""
+    assert trader.session is not None
+    try:
+        result = await trader.session.call("order.algo", {"client_order_id": trader.cid(), **params})
+        stats.placed += 1
+        trader.algos.setdefault(result["order_id"], {"order_id": result["order_id"], "status": "WORKING",
+                                                     "sequence": 0})
+    except ApiCallError:
+        stats.refused += 1
+
+
+def algo_ended(trader: Trader) -> bool:
+    return all(a["status"] != "WORKING" for a in trader.algos.values())
 
 
 def limit(rng: random.Random, symbol: str, *, crossing: bool = False) -> dict[str, Any]:
@@ -268,6 +292,11 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
         {"symbol": FIX, "side": "SELL", "order_type": "LIMIT", "price": "0.45",
          "quantity": str(rng.randint(20, 100))},
     ]
+    twap = {"symbol": "BTC-USD", "side": rng.choice(["BUY", "SELL"]), "algo": "TWAP",
+            "quantity": str(btc_lot * 100), "duration_ms": int(min(seconds / 2, 10) * 1000),
+            "slice_interval_ms": 1000}
+    twap["limit_price"] = str(btc_mid + 20 * btc_tick if twap["side"] == "BUY" else btc_mid - 20 * btc_tick)
+    await fire(trader, place_algo(trader, stats, twap))
     end = next_at = time.monotonic() + seconds
     next_at -= seconds
     while time.monotonic() < end:
@@ -294,6 +323,10 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
 
 async def cancel_everything(trader: Trader) -> None:
     assert trader.session is not None
+    for order_id, update in list(trader.algos.items()):
+        if update["status"] == "WORKING" and update["sequence"]:
+            with contextlib.suppress(ApiCallError):
+                await trader.session.call("order.cancel", {"order_id": order_id})
     for order_id, seqs in list(trader.reports.items()):
         if seqs and trader.last(order_id)["status"] not in FINAL:
             with contextlib.suppress(ApiCallError):
@@ -309,7 +342,7 @@ async def settle(traders: list[Trader], timeout_s: float = 90.0) -> bool:
         await asyncio.sleep(2)
         if all(t.last(o)["status"] in FINAL for t in traders for o in t.reports) and not any(
             t.sent for t in traders
-        ):
+        ) and all(algo_ended(t) for t in traders):
             return True
     return False
 
@@ -505,6 +538,7 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
     if missing:
         failures.append(f"history: {missing} orders missing from MongoDB")
     failures += linked_orders(traders)
+    failures += twap_checks(traders)
     checked = [
         "report sequences gap-free",
         "ledger per trader exact",
@@ -512,6 +546,7 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
         "conservation (outside counterparties as flows)",
         "MongoDB history == last reports",
         "order lists linked (one OCO leg traded at most; bracket exits within the entry's fills)",
+        "TWAP parents == their children",
     ]
     if failures:
         print("END-STATE CHECKS FAILED:")
@@ -539,6 +574,26 @@ def linked_orders(traders: list[Trader]) -> list[str]:
                     if n in last and D(last[n]["quantity"]) > entry:
                         failures.append(f"{t.account} bracket {list_id}: exit {n} for {last[n]['quantity']}, "
                                         f"the entry filled {entry}")
+    return failures
+
+
+def twap_checks(traders: list[Trader]) -> list[str]:
+    """Each TWAP parent ended, and its filled quantity and slices sent are what its children reported."""
+    failures = []
+    for t in traders:
+        for parent, update in t.algos.items():
+            kids = [o for o in t.reports if o.startswith(parent + "/")]
+            filled = sum((D(t.last(o)["filled_quantity"]) for o in kids), D(0))
+            if update["status"] == "WORKING":
+                failures.append(f"TWAP {parent}: still working after the demo")
+                continue
+            print(f"TWAP {parent}: {update['status']} {plain(D(update['filled_quantity']))} of "
+                  f"{plain(D(update['quantity']))} in {update['slices_sent']} slices, average price "
+                  f"{update['average_price']} against the window's TWAP {update['window_twap']}")
+            sent = update["slices_sent"]
+            if D(update["filled_quantity"]) != filled or sent != len(kids):
+                failures.append(f"TWAP {parent}: filled {update['filled_quantity']} in {sent} slices, its "
+                                f"children reported {filled} in {len(kids)}")
     return failures
 
 

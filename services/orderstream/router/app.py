@@ -30,11 +30,14 @@ from orderstream.common.mirror import Mirror
 from orderstream.common.record import Record
 from orderstream.common.rejections import command_rejected, submit_rejected
 from orderstream.common.state import Changes, Emit, StateStore
+from orderstream.common.topics import CLIENT_COMMAND_RECORDS
+from orderstream.router.domain import algo
 from orderstream.router.domain.basket import finished, on_child_report, open_basket
 from orderstream.router.domain.risk import Exposure, Limits
 from orderstream.router.fixvenue import FixVenue
 from orderstream.router.mockvenue import MockVenue
 from orderstream.router.settings import RouterSettings
+from orderstream.router.tape import Tape
 from orderstream.router.venue import Resilient, VenueAdapter, VenueError, VenueEvent, VenueOrder, reason_of
 
 log = logging.getLogger(__name__)
@@ -42,7 +45,10 @@ log = logging.getLogger(__name__)
 INTERNAL = "INTERNAL"
 ORDER_EVENTS = "order.events"
 VENUE_EVENTS = "venue.events"
+ALGO_EVENTS = "algo.events"
+ALGO_SCHEDULE = "algo.schedule"
 LOST = 10**9  # venue sequence of an event the router makes up for an order the venue lost
+SLICE_RESEND_S = 5.0  # a SendAlgoSlice not applied after this long is sent again (ignored if it was)
 
 
 def venue_record(ev: VenueEvent, doc: dict[str, Any], venue: str, sequence: int, event_id: str) -> Record:
@@ -127,13 +133,18 @@ class RouterWorker:
         self.settings = settings
         outputs = {
             name: service.output(name)
-            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, "collateral.commands")
+            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, "collateral.commands",
+                         ALGO_EVENTS, ALGO_SCHEDULE)
         }
         self.outputs = outputs
         self.state = StateStore(service, "router-state", outputs, settings.dedupe_window)
         self.instruments = Mirror(service, "ref.instruments", r.Instrument)
         self.kills = Mirror(service, "risk.commands", r.SetKillSwitch)
         self.tickers = Mirror(service, "md.ticker", r.Ticker)
+        self.tape = Tape(service, settings.algo_tape_s)
+        self.algos: set[str] = set()  # keys of the parents (`g|<account>|<parent>`) the timer looks at
+        self.algos_generation = -1
+        self.ticked: dict[tuple[str, int], float] = {}  # (parent, slice) -> when its SendAlgoSlice was sent
         adapters: list[VenueAdapter] = [MockVenue(name, cfg) for name, cfg in settings.mock_venues.items()]
         self.fix_venues = {
             name: FixVenue(name, cfg, Path(cfg.store or Path(settings.data_dir, "router", "fix", name)))
@@ -253,12 +264,16 @@ class RouterWorker:
     # -- handlers ------------------------------------------------------------------
 
     async def on_funded(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(
-            record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket | r.SubmitOrderList
-        )
+        assert isinstance(record, CLIENT_COMMAND_RECORDS)  # what order.funded carries
         for mirror in (self.instruments, self.kills, self.tickers):
             await mirror.wait()
         cmd = record
+        if isinstance(cmd, r.SubmitAlgoOrder) or (
+            isinstance(cmd, r.CancelOrder | r.ReplaceOrder)
+            and f"g|{cmd.account_id}|{cmd.order_id}" in self.state.docs()
+        ):
+            await self.on_algo_command(cmd, delivery)
+            return
         to_place: list[dict[str, Any]] = []
         venue_doc = (
             None
@@ -316,6 +331,12 @@ class RouterWorker:
             stored = self.state.docs().get(f"v|{cmd.account_id}|{cmd.order_id}")
             if stored is not None and INTENTS[type(cmd)] in stored:
                 await self._amend_at_venue(stored, INTENTS[type(cmd)])
+        await self._place_all(to_place)
+
+    async def _place_all(self, to_place: list[dict[str, Any]]) -> None:
+        """Send orders routed to external venues, once the step that routed them is stored."""
+        if to_place:
+            await self.state.flush()
         for doc in to_place:
             await self._place(doc)
 
@@ -443,11 +464,15 @@ class RouterWorker:
                     changes.put(lkey, bracket)
                 else:
                     changes.delete(lkey)
-            if not exposure.on_report(rep):
-                return []
-            store_exposure(changes, rep.account_id, exposure, [rep.order_id])
+            if exposure.on_report(rep):
+                store_exposure(changes, rep.account_id, exposure, [rep.order_id])
+            # a parent hears of its child even when risk refused the child (no exposure entry)
             if parent is None:
                 return []
+            gkey = f"g|{rep.account_id}|{parent[0]}"
+            parent_doc = changes.get(gkey)
+            if parent_doc is not None:
+                return self._algo_child_report(changes, gkey, parent_doc, rep)
             bkey = f"b|{rep.account_id}|{parent[0]}"
             basket = changes.get(bkey)
             if basket is None or not on_child_report(basket, parent[1], rep):
@@ -460,6 +485,139 @@ class RouterWorker:
             return [Emit("basket.events", rep.account_id, done)]
 
         await self.state.apply(f"execution.reports:{rep.event_id}", step, delivery.partition)
+
+    # -- TWAP / VWAP parents (domain/algo.py) ---------------------------------------
+
+    def _algo_emits(self, changes: Changes, key: str, doc: dict[str, Any], now: int, tag: str) -> list[Emit]:
+        """Store the parent (deleted once it ended) and tell its owner how it stands."""
+        event = algo.update(doc, self.tape.of(doc["symbol"]), now, tag)
+        out = [Emit(ALGO_EVENTS, doc["account_id"], event)]
+        if algo.ended(doc):
+            changes.delete(key)
+            out += self._release(doc, now)
+        else:
+            changes.put(key, doc)
+            self.algos.add(key)
+        return out
+
+    def _release(self, doc: dict[str, Any], now: int) -> list[Emit]:
+        """Tell collateral the parent is finished: what its pool still holds goes back (once its child
+        under way has ended: the parent ends only then)."""
+        release = r.ReleaseParentHold(
+            command_id=f"{doc['order_id']}:release",
+            ts_event=now,
+            account_id=doc["account_id"],
+            order_id=doc["order_id"],
+            reason=doc["status"],
+        )
+        return [Emit("collateral.commands", doc["account_id"], release)]
+
+    async def on_algo_command(
+        self, cmd: r.SubmitAlgoOrder | r.CancelOrder | r.ReplaceOrder, delivery: Delivery
+    ) -> None:
+        """A new parent (its document, slice 0 due at start_at), or a cancel of one."""
+        key = f"g|{cmd.account_id}|{cmd.order_id}"
+
+        def step(changes: Changes) -> list[Emit]:
+            if isinstance(cmd, r.ReplaceOrder):
+                refusal = "a TWAP/VWAP parent cannot be replaced; cancel it"
+                return [Emit(ORDER_EVENTS, cmd.account_id,
+                             command_rejected(cmd, "REPLACE_NOT_SUPPORTED", refusal, "algo"))]
+            if isinstance(cmd, r.CancelOrder):
+                doc = changes.get(key)
+                if doc is None or not algo.cancel(doc):
+                    return []
+                return self._algo_emits(changes, key, doc, cmd.ts_event, "cancel")
+            if changes.has(key):
+                return []
+            doc = algo.open_algo(cmd)
+            instrument = self.instruments.get(cmd.symbol)
+            if instrument is None or not instrument.enabled:
+                doc["status"], doc["reason"] = r.AlgoStatus.REJECTED.value, "UNKNOWN_SYMBOL"
+            return self._algo_emits(changes, key, doc, cmd.ts_event, "new")
+
+        await self.state.apply(f"order.funded:{cmd.command_id}", step, delivery.partition)
+
+    async def on_algo_slice(self, record: Record, delivery: Delivery) -> None:
+        """Decide one due slice: its child (IOC) through the same risk and venue path as an order."""
+        assert isinstance(record, r.SendAlgoSlice)
+        for mirror in (self.instruments, self.kills, self.tickers):
+            await mirror.wait()
+        tick = record
+        key = f"g|{tick.account_id}|{tick.order_id}"
+        to_place: list[dict[str, Any]] = []
+
+        def step(changes: Changes) -> list[Emit]:
+            doc = changes.get(key)
+            now = tick.ts_event
+            if doc is None or doc["next"] != tick.slice or not algo.is_due(doc, now):
+                return []
+            instrument = self.instruments.get(doc["symbol"])
+            if instrument is None:
+                algo.cancel(doc, "UNKNOWN_SYMBOL")
+                return self._algo_emits(changes, key, doc, now, "slice")
+            tape = self.tape.of(doc["symbol"])
+            since = doc["last_slice_at"] or algo.slice_at(doc, 0) - int(doc["interval"])
+            k, quantity, why = algo.plan_slice(
+                doc, now, algo.volume_between(tape, since, now), instrument.lot_size, instrument.min_quantity
+            )
+            out: list[Emit] = []
+            child = None
+            if quantity > 0:
+                child = algo.child_order(doc, k, quantity, now)
+                exposure = load_exposure(changes, tick.account_id, [child.order_id])
+                out += self._route(changes, exposure, child, to_place)
+                store_exposure(changes, tick.account_id, exposure, [child.order_id])
+            algo.sliced(doc, k, child, now, why)
+            return out + self._algo_emits(changes, key, doc, now, "slice")
+
+        if await self.state.apply(f"{ALGO_SCHEDULE}:{tick.command_id}", step, delivery.partition):
+            await self._place_all(to_place)
+
+    def _algo_child_report(
+        self, changes: Changes, key: str, doc: dict[str, Any], rep: r.ExecutionReport
+    ) -> list[Emit]:
+        if not algo.on_child_report(doc, rep):
+            return []
+        if rep.last_fill_quantity is None and not algo.ended(doc):
+            changes.put(key, doc)  # an ack or an unfilled end: nothing the owner needs to hear
+            return []
+        return self._algo_emits(changes, key, doc, rep.ts_event, "fill")
+
+    async def algo_timer(self) -> None:
+        """Send a SendAlgoSlice for each parent whose next slice is due and has no child under way."""
+        app = self.service.app
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its type
+        if app.rebalancing or not recovery.completed.is_set() or not self.tape.ready.is_set():
+            return
+        docs = self.state.docs()
+        if self.algos_generation != self.state.generation:  # documents reloaded: find the parents again
+            self.algos_generation = self.state.generation
+            self.algos = {k for k in docs if k.startswith("g|")}
+        now = time.time_ns()
+        clock = time.monotonic()
+        for key in list(self.algos):
+            doc = docs.get(key)
+            if doc is None or algo.ended(doc):
+                self.algos.discard(key)
+                continue
+            if not algo.is_due(doc, now):
+                continue
+            mark = (doc["order_id"], doc["next"])
+            if clock - self.ticked.get(mark, -SLICE_RESEND_S) < SLICE_RESEND_S:
+                continue  # sent, not applied yet
+            self.ticked[mark] = clock
+            await self.outputs[ALGO_SCHEDULE].send(
+                doc["account_id"],
+                r.SendAlgoSlice(
+                    command_id=f"algo:{doc['order_id']}:{doc['next']}",
+                    ts_event=now,
+                    account_id=doc["account_id"],
+                    order_id=doc["order_id"],
+                    slice=doc["next"],
+                ),
+            )
+        self.ticked = {m: t for m, t in self.ticked.items() if clock - t < SLICE_RESEND_S}
 
     # -- venue streams ---------------------------------------------------------------
 
@@ -542,5 +700,7 @@ def build(settings: RouterSettings | None = None) -> Service:
     service.consume("execution.reports")(worker.on_report)
     for name in worker.venues:
         service.app.task(_pump_task(worker, name))
+    service.consume(ALGO_SCHEDULE)(worker.on_algo_slice)
     service.app.timer(settings.reconcile_interval_s)(worker.reconcile)
+    service.app.timer(settings.algo_tick_s)(worker.algo_timer)
     return service

@@ -52,3 +52,10 @@ class RouterSettings(ServiceSettings):
     reconcile_interval_s: float = Field(
         2.0, gt=0, description="How often orders in flight at venues are checked."
     )
+    algo_tick_s: float = Field(
+        0.05, gt=0, description="How often TWAP/VWAP parents are checked for a due slice."
+    )
+    algo_tape_s: float = Field(
+        6 * 3600.0, gt=0, description="Trades kept per symbol (md.trades, seconds back): VWAP volume and the "
+        "window's benchmarks; a longer window's benchmark covers only this much."
+    )

@@ -323,6 +323,20 @@ class Account:
             return [], None
         return self._apply([self._held_event(event_id, ts, pool_id, asset, amount)]), None
 
+    def hold_algo(
+        self, cmd: r.SubmitAlgoOrder, inst: r.Instrument | None
+    ) -> tuple[list[CollateralEvent], tuple[str, str] | None]:
+        """A TWAP/VWAP parent's pool: what all its children can cost together (the router keeps them
+        within the parent's quantity and limit price): a sell its quantity of the base asset, a buy
+        quantity x limit price plus the higher fee."""
+        if inst is None:
+            return [], (UNKNOWN_SYMBOL, f"unknown symbol {cmd.symbol}")
+        order_type = r.OrderType.MARKET if cmd.limit_price is None else r.OrderType.LIMIT
+        need = cost(inst, cmd.side, order_type, cmd.quantity, cmd.limit_price, None)
+        if need is None:
+            return [], (QUOTE_BUDGET_REQUIRED, "a TWAP/VWAP buy needs a limit_price")
+        return self.open_pool(cmd.order_id, f"{cmd.command_id}:0", cmd.ts_event, cmd.symbol, *need)
+
     def resize_pool(
         self, pool_id: str, delta: Decimal, event_id: str, ts: int
     ) -> tuple[list[CollateralEvent], tuple[str, str] | None]:
