@@ -40,7 +40,9 @@ ORDER_EVENT_RECORDS = (
     r.OrderReplaced,
 )
 ORDER_COMMAND_RECORDS = (r.SubmitOrder, r.CancelOrder, r.ReplaceOrder)
-CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket, r.SubmitOrderList)
+CLIENT_COMMAND_RECORDS = (
+    *ORDER_COMMAND_RECORDS, r.SubmitBasket, r.SubmitOrderList, r.SubmitIndexOrder, r.UpdateIndexOrder
+)
 COLLATERAL_EVENT_RECORDS = (
     r.Deposited,
     r.Withdrawn,
@@ -77,13 +79,16 @@ CATALOG: tuple[TopicSpec, ...] = (
     ),
     TopicSpec("execution.positions", KeyKind.ACCOUNT, (r.PositionUpdated,), ("execution",), ("gateway",)),
     TopicSpec("basket.events", KeyKind.ACCOUNT, (r.BasketFilled,), ("router",), ("gateway",)),
+    TopicSpec(
+        "index.events", KeyKind.ACCOUNT, (r.IndexOrderUpdated,), ("router", "collateral"), ("gateway",)
+    ),
     TopicSpec("venue.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS, ("router",), ("router",)),
     TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router", "gateway"),
               compacted=True),
     TopicSpec(
         "collateral.commands",
         KeyKind.ACCOUNT,
-        (r.Deposit, r.Withdraw, r.ReleaseParentHold),
+        (r.Deposit, r.Withdraw, r.ReleaseParentHold, r.ResizeParentHold),
         ("gateway", "router"),
         ("collateral",),
     ),
@@ -105,7 +110,9 @@ CATALOG: tuple[TopicSpec, ...] = (
         compacted=True,
     ),
     TopicSpec("md.candles", KeyKind.SYMBOL, (r.Candle,), ("execution",), ("gateway",)),
-    TopicSpec("md.depth", KeyKind.SYMBOL, (r.DepthSnapshot,), ("matcher",), ("gateway",), compacted=True),
+    TopicSpec(
+        "md.depth", KeyKind.SYMBOL, (r.DepthSnapshot,), ("matcher",), ("gateway", "router"), compacted=True
+    ),
     TopicSpec(
         "ref.instruments",
         KeyKind.SYMBOL,

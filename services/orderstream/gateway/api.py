@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -112,6 +113,65 @@ class PlaceBasket(BaseModel):
         if len(set(symbols)) != len(symbols):
             raise ValueError("each symbol may appear in one leg only")
         return legs
+
+
+class IndexLeg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32)
+    weight: Exact = Field(description="Quantity of the symbol in one index unit.")
+
+
+def _symbols_once(legs: list[IndexLeg]) -> list[IndexLeg]:
+    if len({leg.symbol for leg in legs}) != len(legs):
+        raise ValueError("each symbol may appear in one leg only")
+    return legs
+
+
+IndexLegs = Annotated[list[IndexLeg], Field(min_length=1, max_length=20), AfterValidator(_symbols_once)]
+
+
+class RequestQuote(BaseModel):
+    """quote.request / POST /api/v1/quotes: what a collateral amount buys of an index now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    legs: IndexLegs
+    collateral_amount: Exact = Field(description="Most to spend, fees included, in the legs' quote asset.")
+
+
+class PlaceIndexOrder(BaseModel):
+    """order.index / POST /api/v1/index-orders: buy index units with a collateral amount, round by round."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: ClientId
+    legs: IndexLegs
+    collateral_amount: Exact = Field(description="Most to spend, fees included, in the legs' quote asset.")
+    quote_id: str | None = Field(None, min_length=1, max_length=64, description="A quote of these legs "
+                                 "(quote.request), unexpired: each leg's child orders pay at most its "
+                                 "quoted limit price, raised by max_slippage.")
+    max_slippage: Exact | None = Field(None, description="Most a child may pay above the reference price, "
+                                       "as a fraction at most 1 (0.01 = 1%): the quote's limit price with "
+                                       "quote_id, else the best ask now. Absent: 0 with a quote, no cap "
+                                       "without.")
+
+    @field_validator("max_slippage")
+    @classmethod
+    def _at_most_one(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value > 1:
+            raise ValueError("must be at most 1 (a fraction: 0.01 = 1%)")
+        return value
+
+
+class UpdateIndexOrder(BaseModel):
+    """order.index.update / PATCH /api/v1/index-orders/{order_id}: a new collateral amount (the total)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str = Field(min_length=1, max_length=80)
+    collateral_amount: Exact = Field(description="New total, fees and the spent part included; the router "
+                                     "takes no less than what is spent and committed to open children.")
 
 
 class CancelOrder(BaseModel):
@@ -256,6 +316,40 @@ class OrderPlaced(Answer):
     )
 
 
+class QuoteLeg(Answer):
+    symbol: str
+    weight: str
+    quantity: str = Field(description="What the leg buys for the units: units x weight.")
+    average_price: str | None = Field(description="Notional / quantity, walking the asks; null for 0.")
+    limit_price: str | None = Field(description="The worst ask level walked; null for 0.")
+    notional: str
+    fee: str = Field(description="Taker fee on the notional.")
+    cost: str = Field(description="notional + fee.")
+
+
+class Quote(Answer):
+    quote_id: str
+    expires_at: int = Field(
+        description="Nanoseconds since the Unix epoch, UTC; placing from it later is refused."
+    )
+    asset: str = Field(description="The collateral asset: every leg's quote asset.")
+    collateral_amount: str
+    units: str = Field(description="Index units the amount buys now: a multiple of unit_step.")
+    unit_step: str = Field(description="The smallest units that keep every leg on its lot size.")
+    legs: list[QuoteLeg]
+    cost: str = Field(description="Sum of the legs' costs, fees included.")
+    fees: str
+    unspent: str = Field(description="collateral_amount - cost.")
+    limited_by: str = Field(description="FUNDS (one more step costs more than the amount) or LIQUIDITY "
+                            "(a leg's book holds no more).")
+    books: dict[str, int] = Field(description="Per leg, the market-data sequence of the depth snapshot used.")
+
+
+class IndexUpdateRequested(Answer):
+    order_id: str
+    update: Literal["requested"]
+
+
 class CancelRequested(Answer):
     order_id: str
     cancel: Literal["requested"]
@@ -366,6 +460,9 @@ class Replayed(Answer):
 RESPONSES: dict[str, type[Answer]] = {
     "order.place": OrderPlaced,
     "order.basket": OrderPlaced,
+    "quote.request": Quote,
+    "order.index": OrderPlaced,
+    "order.index.update": IndexUpdateRequested,
     "order.cancel": CancelRequested,
     "order.replace": ReplaceRequested,
     "order.get": OrderView,
@@ -461,6 +558,10 @@ OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]],
     ("/api/v1/history", "get", "orders.history", None, ("400",)),
     ("/api/v1/balances", "get", "balances.get", None, ()),
     ("/api/v1/baskets", "post", "order.basket", PlaceBasket, ("400", "429")),
+    ("/api/v1/quotes", "post", "quote.request", RequestQuote, ("400",)),
+    ("/api/v1/index-orders", "post", "order.index", PlaceIndexOrder, ("400", "429")),
+    ("/api/v1/index-orders/{order_id}", "patch", "order.index.update", UpdateIndexOrder,
+     ("400", "404", "409")),
     ("/api/v1/admin/kill-switch", "post", "admin.kill_switch", PostKillSwitch, ("400",)),
     ("/api/v1/admin/accounts", "post", "admin.account", CreateAccount, ("400",)),
     ("/api/v1/admin/deposits", "post", "admin.deposit", PostDeposit, ("400",)),
@@ -477,7 +578,8 @@ ERROR_STATUSES = {
     "401": "missing, unknown, stale, replayed or wrongly signed credentials (40100-40104)",
     "403": "the key lacks the permission (40301)",
     "404": "no such order (40401) or route (40400)",
-    "409": "a basket is canceled or replaced leg by leg (40904)",
+    "409": "a basket is canceled or replaced leg by leg (40904); an index order is changed by "
+    "order.index.update, not replaced, and only an index order is (40905)",
     "413": "body larger than the gateway's MAX_FRAME_BYTES (41301)",
     "429": "order rate limit (42901), with Retry-After",
     "500": "internal error (50000), logged with the request id in details",

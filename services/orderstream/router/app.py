@@ -23,13 +23,18 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from orderstream.common import records as r
 from orderstream.common.app import Delivery, Service
 from orderstream.common.basket import basket_of, children
+from orderstream.common.index import CANCELED, COMPLETED, WORKING, Leg, unit_step
+from orderstream.common.index import refused as index_refused
 from orderstream.common.mirror import Mirror
 from orderstream.common.record import Record
 from orderstream.common.rejections import command_rejected, submit_rejected
 from orderstream.common.state import Changes, Emit, StateStore
+from orderstream.router.domain import index
 from orderstream.router.domain.basket import finished, on_child_report, open_basket
 from orderstream.router.domain.risk import Exposure, Limits
 from orderstream.router.fixvenue import FixVenue
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 INTERNAL = "INTERNAL"
 ORDER_EVENTS = "order.events"
 VENUE_EVENTS = "venue.events"
+INDEX_EVENTS = "index.events"
 LOST = 10**9  # venue sequence of an event the router makes up for an order the venue lost
 
 
@@ -110,6 +116,30 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _release(doc: dict[str, Any], ts: int) -> Record:
+    """Tell collateral the index order is finished: what its pool holds goes back once no child is open."""
+    return r.ReleaseParentHold(
+        command_id=f"{doc['order_id']}:release",
+        ts_event=ts,
+        account_id=doc["account_id"],
+        order_id=doc["order_id"],
+        reason=doc["status"],
+    )
+
+
+def _resize(doc: dict[str, Any], amount: Decimal, cmd: r.UpdateIndexOrder) -> Record:
+    """Tell collateral the index order's collateral amount as the router took it: what the pool holds
+    beyond it is released (an increase was held by collateral before the update came here)."""
+    return r.ResizeParentHold(
+        command_id=f"{cmd.command_id}:resize",
+        ts_event=cmd.ts_event,
+        account_id=cmd.account_id,
+        order_id=cmd.order_id,
+        update_command_id=cmd.command_id,
+        amount=amount,
+    )
+
+
 def load_exposure(changes: Changes, account_id: str, order_ids: Sequence[str]) -> Exposure:
     """The account's exposure with the open-order entries of `order_ids`: each entry is a
     document of its own (`x|<account>|<order>`), the rules read the totals kept in the
@@ -127,13 +157,16 @@ class RouterWorker:
         self.settings = settings
         outputs = {
             name: service.output(name)
-            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, "collateral.commands")
+            for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, INDEX_EVENTS,
+                         "collateral.commands")
         }
         self.outputs = outputs
         self.state = StateStore(service, "router-state", outputs, settings.dedupe_window)
         self.instruments = Mirror(service, "ref.instruments", r.Instrument)
         self.kills = Mirror(service, "risk.commands", r.SetKillSwitch)
         self.tickers = Mirror(service, "md.ticker", r.Ticker)
+        self.depth = Mirror(service, "md.depth", r.DepthSnapshot)  # the books index orders are fitted to
+        self.rates: dict[str, index.Rate] = {}  # per venue: child orders of index orders
         adapters: list[VenueAdapter] = [MockVenue(name, cfg) for name, cfg in settings.mock_venues.items()]
         self.fix_venues = {
             name: FixVenue(name, cfg, Path(cfg.store or Path(settings.data_dir, "router", "fix", name)))
@@ -228,9 +261,20 @@ class RouterWorker:
     # -- handlers ------------------------------------------------------------------
 
     async def on_funded(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket)
-        for mirror in (self.instruments, self.kills, self.tickers):
+        assert isinstance(
+            record,
+            r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket
+            | r.SubmitIndexOrder | r.UpdateIndexOrder,
+        )
+        for mirror in (self.instruments, self.kills, self.tickers, self.depth):
             await mirror.wait()
+        if isinstance(record, r.SubmitIndexOrder | r.UpdateIndexOrder) or (
+            isinstance(record, r.CancelOrder)
+            and f"i|{record.account_id}|{record.order_id}" in self.state.docs()
+        ):
+            await self._index_command(record, delivery.partition)
+            return
+        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket)
         cmd = record
         to_place: list[dict[str, Any]] = []
         venue_doc = (
@@ -287,8 +331,148 @@ class RouterWorker:
             stored = self.state.docs().get(f"v|{cmd.account_id}|{cmd.order_id}")
             if stored is not None and INTENTS[type(cmd)] in stored:
                 await self._amend_at_venue(stored, INTENTS[type(cmd)])
+        await self._place_all(to_place)
+
+    async def _place_all(self, to_place: list[dict[str, Any]]) -> None:
         for doc in to_place:
             await self._place(doc)
+
+    # -- index orders (router/domain/index.py) -----------------------------------------
+
+    def _books(self, doc: dict[str, Any]) -> index.Books:
+        """The asks of each leg's latest depth snapshot, with its market-data sequence number."""
+        books: dict[str, tuple[int, list[tuple[Decimal, Decimal]]]] = {}
+        for leg in doc["legs"]:
+            snap = self.depth.get(leg["symbol"])
+            if snap is not None:
+                asks = [(x.price, x.quantity) for x in snap.levels if x.side == r.BookSide.ASK]
+                books[leg["symbol"]] = (snap.sequence, asks)
+        return books
+
+    def _plan(self, doc: dict[str, Any], ts: int) -> tuple[dict[str, Any], list[r.SubmitOrder]] | None:
+        """The document after the next round and the round's children; None when no round is due."""
+        books = self._books(doc)
+        if doc["status"] != WORKING or index.open_children(doc) or not index.books_moved(doc, books):
+            return None
+        trial = orjson.loads(orjson.dumps(doc))
+        limit = self.limits(doc["account_id"]).max_order_quantity
+        children, _ = index.plan(trial, books, self.instruments.latest, limit, ts)
+        if not children and (trial["status"], trial["reason"]) == (doc["status"], doc["reason"]):
+            return None
+        return trial, children
+
+    def _rate_allows(self, children: list[r.SubmitOrder]) -> bool:
+        """Take the venues' order-rate budget for `children`, all or none."""
+        counts: dict[str, int] = {}
+        for c in children:
+            counts[self.venue_of(c.symbol)] = counts.get(self.venue_of(c.symbol), 0) + 1
+        now = time.monotonic()
+        rates = {
+            venue: self.rates.setdefault(
+                venue, index.Rate(self.settings.venue_order_rate.get(venue, self.settings.index_order_rate))
+            )
+            for venue in counts
+        }
+        if any(not rates[v].room(n, now) for v, n in counts.items()):
+            return False
+        for v, n in counts.items():
+            rates[v].take(n, now)
+        return True
+
+    def _index_round(
+        self, changes: Changes, key: str, doc: dict[str, Any], ts: int, to_place: list[dict[str, Any]]
+    ) -> list[Emit]:
+        """Store `doc` after its next round, if one is due and the venues' rates allow it (else as given),
+        or delete it with its last event once it has ended and no child is open."""
+        out: list[Emit] = []
+        planned = self._plan(doc, ts)
+        if planned is not None and self._rate_allows(planned[1]):
+            before, (doc, children) = doc, planned
+            if children:
+                ids = [c.order_id for c in children]
+                exposure = load_exposure(changes, doc["account_id"], ids)
+                for c in children:
+                    out += self._route(changes, exposure, c, to_place)
+                store_exposure(changes, doc["account_id"], exposure, ids)
+            elif doc["status"] == WORKING and doc["reason"] != before["reason"]:  # why it waits, once
+                out.append(Emit(INDEX_EVENTS, doc["account_id"], index.progress(doc, ts)))
+        if doc["status"] != WORKING and not index.open_children(doc):
+            return out + self._index_end(changes, key, doc, ts)
+        changes.put(key, doc)
+        return out
+
+    def _index_end(self, changes: Changes, key: str, doc: dict[str, Any], ts: int) -> list[Emit]:
+        """The last event of an index order, and the release of what its pool still holds."""
+        changes.delete(key)
+        return [
+            Emit(INDEX_EVENTS, doc["account_id"], index.progress(doc, ts)),
+            Emit("collateral.commands", doc["account_id"], _release(doc, ts)),
+        ]
+
+    async def _index_command(
+        self, cmd: r.SubmitIndexOrder | r.UpdateIndexOrder | r.CancelOrder, partition: int
+    ) -> None:
+        key = f"i|{cmd.account_id}|{cmd.order_id}"
+        ts = time.time_ns()
+        to_place: list[dict[str, Any]] = []
+
+        def step(changes: Changes) -> list[Emit]:
+            doc = changes.get(key)
+            if isinstance(cmd, r.SubmitIndexOrder):
+                if doc is not None:
+                    return []
+                legs = [Leg(x.symbol, x.weight) for x in cmd.legs]
+                if any(self.instruments.get(x.symbol) is None for x in cmd.legs):
+                    gone = {"order_id": cmd.order_id, "account_id": cmd.account_id, "status": "REJECTED"}
+                    return [Emit(INDEX_EVENTS, cmd.account_id, index_refused(cmd, "UNKNOWN_SYMBOL", ts)),
+                            Emit("collateral.commands", cmd.account_id, _release(gone, ts))]
+                doc = index.open_index(cmd, unit_step(legs, self.instruments.latest), partition)
+                return [Emit(INDEX_EVENTS, cmd.account_id, index.progress(doc, ts)),
+                        *self._index_round(changes, key, doc, ts, to_place)]
+            if doc is None:  # ended already: what an update held more is released again
+                return [Emit("collateral.commands", cmd.account_id, _release(
+                    {"order_id": cmd.order_id, "account_id": cmd.account_id, "status": "ENDED"}, ts))]
+            out: list[Emit] = []
+            if isinstance(cmd, r.UpdateIndexOrder):
+                if cmd.refusal is not None:  # collateral could not hold the increase: the amount stays
+                    taken, doc["reason"] = Decimal(doc["collateral"]), cmd.refusal
+                else:
+                    taken, doc["reason"] = index.update(doc, cmd.collateral_amount), None
+                    doc["md"] = {}  # more collateral may buy from the books as they are
+                out.append(Emit("collateral.commands", cmd.account_id, _resize(doc, taken, cmd)))
+                out.append(Emit(INDEX_EVENTS, cmd.account_id, index.progress(doc, ts)))
+            else:  # a cancel: no next round; the last event once no child is open
+                if doc["status"] in (WORKING, COMPLETED):
+                    doc["status"], doc["reason"] = CANCELED, "CLIENT_REQUEST"
+                out.append(Emit("collateral.commands", cmd.account_id, _release(doc, ts)))
+            return out + self._index_round(changes, key, doc, ts, to_place)
+
+        if await self.state.apply(f"order.funded:{cmd.command_id}", step, partition) and to_place:
+            await self.state.flush()
+            await self._place_all(to_place)
+
+    async def index_rounds(self) -> None:
+        """The next round of every index order between rounds whose books have moved (a timer)."""
+        app = self.service.app
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its type
+        if app.rebalancing or not recovery.completed.is_set():
+            return
+        await self.state.flush()  # what handlers applied is stored before a timer step joins in
+        for key, doc in [(k, d) for k, d in self.state.docs().items() if k.startswith("i|")]:
+            ts = time.time_ns()
+            if self._plan(doc, ts) is None:
+                continue
+            to_place: list[dict[str, Any]] = []
+
+            def step(
+                changes: Changes, key: str = key, ts: int = ts, to_place: list[dict[str, Any]] = to_place
+            ) -> list[Emit]:
+                current = changes.get(key)
+                return [] if current is None else self._index_round(changes, key, current, ts, to_place)
+
+            await self.state.apply(f"index.round:{key}:{ts}", step, doc["p"])
+            await self.state.flush()
+            await self._place_all(to_place)
 
     async def _place(self, doc: dict[str, Any]) -> None:
         self.placing[doc["order_id"]] = doc
@@ -403,11 +587,17 @@ class RouterWorker:
 
         def step(changes: Changes) -> list[Emit]:
             exposure = load_exposure(changes, rep.account_id, [rep.order_id])
-            if not exposure.on_report(rep):
-                return []
-            store_exposure(changes, rep.account_id, exposure, [rep.order_id])
+            tracked = exposure.on_report(rep)
+            if tracked:
+                store_exposure(changes, rep.account_id, exposure, [rep.order_id])
             parent = basket_of(rep.order_id)
             if parent is None:
+                return []
+            ikey = f"i|{rep.account_id}|{parent[0]}"
+            doc = changes.get(ikey)
+            if doc is not None:  # an index order's child: a child refused by risk was never tracked
+                return self._index_report(changes, ikey, doc, rep)
+            if not tracked:
                 return []
             bkey = f"b|{rep.account_id}|{parent[0]}"
             basket = changes.get(bkey)
@@ -421,6 +611,20 @@ class RouterWorker:
             return [Emit("basket.events", rep.account_id, done)]
 
         await self.state.apply(f"execution.reports:{rep.event_id}", step, delivery.partition)
+
+    def _index_report(
+        self, changes: Changes, key: str, doc: dict[str, Any], rep: r.ExecutionReport
+    ) -> list[Emit]:
+        """A child's report allocated to its leg; the order's progress once its round is over."""
+        if not index.on_child_report(doc, rep):
+            return []
+        if index.open_children(doc):
+            changes.put(key, doc)
+            return []
+        if doc["status"] != WORKING:
+            return self._index_end(changes, key, doc, rep.ts_event)
+        changes.put(key, doc)
+        return [Emit(INDEX_EVENTS, rep.account_id, index.progress(doc, rep.ts_event))]
 
     # -- venue streams ---------------------------------------------------------------
 
@@ -504,4 +708,5 @@ def build(settings: RouterSettings | None = None) -> Service:
     for name in worker.venues:
         service.app.task(_pump_task(worker, name))
     service.app.timer(settings.reconcile_interval_s)(worker.reconcile)
+    service.app.timer(settings.index_round_interval_s)(worker.index_rounds)
     return service

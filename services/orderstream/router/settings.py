@@ -52,3 +52,16 @@ class RouterSettings(ServiceSettings):
     reconcile_interval_s: float = Field(
         2.0, gt=0, description="How often orders in flight at venues are checked."
     )
+    index_round_interval_s: float = Field(
+        0.25, gt=0, description="How often index orders between rounds are looked at for the next round."
+    )
+    venue_order_rate: dict[str, float] = Field(
+        default_factory=dict,
+        description="Child orders per second index orders may send to a venue, by venue (JSON); "
+        "the others get index_order_rate.",
+    )
+    index_order_rate: float = Field(
+        50.0,
+        gt=0,
+        description="Child orders per second index orders may send to a venue not in venue_order_rate.",
+    )
