@@ -118,8 +118,11 @@ def test_the_minimum_notional_holds_back_units_too_small_for_a_child() -> None:
 
 
 def test_a_top_up_asks_each_leg_for_what_it_lacks() -> None:
-    legs = [Leg("BTC-USD", D("0.01"), filled=D("0.03")), Leg("ETH-USD", D("0.1"), filled=D("0.1")),
-            Leg("XRP-USD", D(10), filled=D(20))]
+    legs = [
+        Leg("BTC-USD", D("0.01"), filled=D("0.03")),
+        Leg("ETH-USD", D("0.1"), filled=D("0.1")),
+        Leg("XRP-USD", D(10), filled=D(20)),
+    ]
     assert units_done(legs, D("0.1")) == D(1)
     q = fit(legs, D(1000), BOOKS, INSTRUMENTS, Pricing.LIMIT)
     want = {leg.symbol: max(q.units * leg.weight - leg.filled, D(0)) for leg in legs}
@@ -152,7 +155,9 @@ def test_units_never_cost_more_than_the_amount_and_one_more_step_would(
         assert lf.quantity == q.units * leg.weight and lf.quantity % ins[leg.symbol].lot_size == 0
         if lf.quantity:
             assert walk({"BTC-USD": btc, "ETH-USD": eth}[leg.symbol], lf.quantity, None) == (
-                lf.notional, lf.limit_price)
+                lf.notional,
+                lf.limit_price,
+            )
     # one step more: a leg's book is short of it, or it costs more than the amount
     more = q.units + q.step
     walked = [walk({"BTC-USD": btc, "ETH-USD": eth}[leg.symbol], more * leg.weight, None) for leg in legs]
@@ -175,10 +180,16 @@ def test_units_never_cost_more_than_the_amount_and_one_more_step_would(
 
 def submit(amount: str = "10000") -> r.SubmitIndexOrder:
     return r.SubmitIndexOrder(
-        command_id="c1", ts_event=1, account_id="A", order_id="INDEX-1", client_order_id="i1", asset="USD",
+        command_id="c1",
+        ts_event=1,
+        account_id="A",
+        order_id="INDEX-1",
+        client_order_id="i1",
+        asset="USD",
         collateral_amount=D(amount),
         legs=[r.IndexLeg(symbol=x.symbol, weight=x.weight, price_cap=None) for x in LEGS],
-        quote_id=None, max_slippage=None,
+        quote_id=None,
+        max_slippage=None,
     )
 
 
@@ -187,14 +198,27 @@ def report(
 ) -> r.ExecutionReport:
     notional = (price or D(0)) * filled
     return r.ExecutionReport(
-        event_id=f"{child.order_id}:{seq}", ts_event=2, account_id="A", order_id=child.order_id,
-        client_order_id=child.client_order_id, symbol=child.symbol, sequence=seq, status=status,
-        side=r.Side.BUY, order_type=r.OrderType.LIMIT, quantity=child.quantity, price=child.price,
+        event_id=f"{child.order_id}:{seq}",
+        ts_event=2,
+        account_id="A",
+        order_id=child.order_id,
+        client_order_id=child.client_order_id,
+        symbol=child.symbol,
+        sequence=seq,
+        status=status,
+        side=r.Side.BUY,
+        order_type=r.OrderType.LIMIT,
+        quantity=child.quantity,
+        price=child.price,
         filled_quantity=filled,
         remaining_quantity=D(0) if status != r.OrderStatus.ACCEPTED else child.quantity,
-        average_price=price, last_fill_price=price, last_fill_quantity=filled if price else None,
-        last_liquidity=r.Liquidity.TAKER if price else None, trade_id=f"t{child.order_id}" if price else None,
-        fees=fee(notional, D("0.002")), fee_asset="USD",
+        average_price=price,
+        last_fill_price=price,
+        last_fill_quantity=filled if price else None,
+        last_liquidity=r.Liquidity.TAKER if price else None,
+        trade_id=f"t{child.order_id}" if price else None,
+        fees=fee(notional, D("0.002")),
+        fee_asset="USD",
     )
 
 
@@ -228,7 +252,8 @@ def test_a_round_sends_ioc_limit_children_and_allocates_their_fills_leg_by_leg()
     assert [c.order_id for c in nxt] == ["INDEX-1/4", "INDEX-1/5"]  # round 2: BTC holds enough already
     filled = {x.symbol: x.filled_quantity for x in event.legs}
     assert {c.symbol: c.quantity for c in nxt} == {
-        leg.symbol: fitted.units * leg.weight - filled[leg.symbol] for leg in LEGS[1:]}
+        leg.symbol: fitted.units * leg.weight - filled[leg.symbol] for leg in LEGS[1:]
+    }
     assert fitted.cost <= index.left(doc)
 
 
@@ -251,3 +276,27 @@ def test_the_venue_rate_lets_a_round_go_whole_or_not_at_all() -> None:
     rate = index.Rate(5)
     assert rate.take(3, 0.0) and not rate.take(3, 0.0) and rate.take(2, 0.0)
     assert not rate.room(3, 0.5) and rate.take(3, 1.0)
+
+
+def test_a_parent_closed_before_its_childrens_first_reports_waits_for_each_of_them() -> None:
+    """The router's ReleaseParentHold (collateral.commands) can reach collateral before its children's
+    reports (execution.reports): with the count of children it created, the pool waits for each."""
+    from tests.unit.test_ledger import BTC, funded
+    from tests.unit.test_ledger import report as ledger_report
+    from tests.unit.test_ledger import submit as ledger_submit
+
+    a = funded("A", USD="1000")
+    a.open_pool("P", "P:h", 1, "INDEX", "USD", D(700))
+    close = r.ReleaseParentHold(
+        command_id="x", ts_event=3, account_id="A", order_id="P", reason="CANCELED", children=1
+    )
+    assert a.release_parent(close) == [] and a.pools["P"].amount == 700  # its one child is not seen yet
+    c0 = ledger_submit("P/0", "A", "BUY", "0.01", "30000")
+    done = a.on_report(ledger_report(c0, 1, "FILLED", D("0.01"), D(0), (D("0.01"), D(30000), "t1")), BTC)
+    assert [e.amount for e in done if isinstance(e, r.CollateralReleased)] == [D(700) - D("300.6")]
+    assert (
+        a.pools == {}
+        and a.free["USD"] == D(1000) - D("300.6")
+        and a.held["USD"] == 0
+        and a.free["BTC"] == D("0.01")
+    )

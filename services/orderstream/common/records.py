@@ -231,6 +231,7 @@ class ReleaseParentHold(Record):
     account_id: str = Field(description='Account that owns the parent order.')
     order_id: str = Field(description="The parent order's id (its pool hold's id).")
     reason: str = Field(description='Why it ended: DONE, CANCELED, EXPIRED, ...')
+    children: int = Field(default=0, description="How many child orders the parent created: the pool is released once collateral has seen that many children and none is open (their reports and this command come on different topics, so a child's first report can come after it). 0: once none is open.")
 
 
 class ResizeParentHold(Record):

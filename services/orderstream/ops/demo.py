@@ -3,7 +3,8 @@
 Several traders, each a real WebSocket client of the gateway, are created and funded through
 the admin API. For `--seconds` they place a realistic mix around a mid price (limit orders on
 both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket, an
-order on the mock venue and two on the FIX venue (ADA-USD, QuickFIX/J's Executor). A live line
+index order by collateral amount (a quote of BTC-USD and ETH-USD, then the order placed from it),
+an order on the mock venue and two on the FIX venue (ADA-USD, QuickFIX/J's Executor). A live line
 every second shows orders/s, acks, fills, the p50/p99 from sending `order.place` to the order's
 first execution report, and the BTC-USD book top.
 
@@ -14,7 +15,9 @@ Then every open order is canceled and, once every order is final, the demo check
 - conservation: across the traders, balances plus fees equal deposits plus what the external
   venues (outside counterparties: the mock venue, the FIX venue) paid in or took out;
 - history: the MongoDB order history (collector) has every order with the status and filled
-  quantity of its last report.
+  quantity of its last report;
+- index orders: each ended (canceled with the rest, or completed) with no child open, and what
+  it reports spent is exactly its children's fills plus their fees.
 Exit status 0 only when every check passes.
 """
 
@@ -47,6 +50,10 @@ MARKETS = {  # symbol: (mid, tick, lot, most lots per order)
 }
 MOCK = ("SOL-USD", D(100), D("0.01"), D("0.01"))
 FIX = "ADA-USD"  # at the FIX venue (QuickFIX/J's Executor): marketable limits fill at its 0.50
+INDEX = {  # an index order by collateral amount: a unit is 0.001 BTC and 0.01 ETH (about 50 USD)
+    "legs": [{"symbol": "BTC-USD", "weight": "0.001"}, {"symbol": "ETH-USD", "weight": "0.01"}],
+    "collateral_amount": "500",
+}
 
 
 @dataclass
@@ -60,6 +67,8 @@ class Trader:
     n: int = 0
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    index: dict[str, dict[str, Any]] = field(default_factory=dict)  # index order id -> its last event
+    quoted: dict[str, str] = field(default_factory=dict)  # index order id -> the units its quote said
 
     def cid(self) -> str:
         self.n += 1
@@ -104,6 +113,11 @@ async def listen(trader: Trader, stats: Stats) -> None:
     assert trader.session is not None
     while True:
         frame = await trader.session.events.get()
+        if frame.get("type") == "index_order_updated":
+            event = frame["data"]
+            if event["sequence"] > trader.index.get(event["order_id"], {}).get("sequence", 0):
+                trader.index[event["order_id"]] = event
+            continue
         if frame.get("type") != "execution_report":
             continue
         rep = frame["data"]
@@ -159,6 +173,9 @@ async def cancel(trader: Trader, order_id: str) -> None:
 async def place(trader: Trader, stats: Stats, params: dict[str, Any]) -> None:
     assert trader.session is not None
     cid = trader.cid()
+    if "collateral_amount" in params:
+        await place_index(trader, stats, cid, params)
+        return
     trader.sent[cid] = time.monotonic()
     try:
         result = await trader.session.call(
@@ -175,6 +192,22 @@ async def place(trader: Trader, stats: Stats, params: dict[str, Any]) -> None:
         stats.refused += 1
         if exc.code == 42901:
             await asyncio.sleep(float(exc.details.get("retry_after_s", 0.5)))
+
+
+async def place_index(trader: Trader, stats: Stats, cid: str, params: dict[str, Any]) -> None:
+    """A quote, then the index order placed from it (child prices capped 2% above the quote's)."""
+    assert trader.session is not None
+    try:
+        quote = await trader.session.call("quote.request", params)
+        placed = await trader.session.call(
+            "order.index",
+            {"client_order_id": cid, **params, "quote_id": quote["quote_id"], "max_slippage": "0.02"},
+        )
+        trader.quoted[placed["order_id"]] = quote["units"]
+        trader.index.setdefault(placed["order_id"], {})
+        stats.placed += 1
+    except ApiCallError:
+        stats.refused += 1
 
 
 def limit(rng: random.Random, symbol: str, *, crossing: bool = False) -> dict[str, Any]:
@@ -239,6 +272,7 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
             "price": str(MOCK[1]),
             "quantity": str(MOCK[3] * rng.randint(10, 100)),
         },
+        INDEX,
         {"symbol": FIX, "side": "BUY", "order_type": "LIMIT", "price": "0.6",
          "quantity": str(rng.randint(20, 100))},
         {"symbol": FIX, "side": "SELL", "order_type": "LIMIT", "price": "0.45",
@@ -270,6 +304,10 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
 
 async def cancel_everything(trader: Trader) -> None:
     assert trader.session is not None
+    for order_id, last in list(trader.index.items()):
+        if last.get("status") in (None, "WORKING"):
+            with contextlib.suppress(ApiCallError):
+                await trader.session.call("order.cancel", {"order_id": order_id})
     for order_id, seqs in list(trader.reports.items()):
         if seqs and trader.last(order_id)["status"] not in FINAL:
             with contextlib.suppress(ApiCallError):
@@ -283,11 +321,42 @@ async def settle(traders: list[Trader], timeout_s: float = 90.0) -> bool:
     while time.monotonic() < deadline:
         await asyncio.gather(*(cancel_everything(t) for t in traders))
         await asyncio.sleep(2)
-        if all(t.last(o)["status"] in FINAL for t in traders for o in t.reports) and not any(
-            t.sent for t in traders
+        if (
+            all(t.last(o)["status"] in FINAL for t in traders for o in t.reports)
+            and not any(t.sent for t in traders)
+            and all(ended(e) for t in traders for e in t.index.values())
         ):
             return True
     return False
+
+
+def ended(event: dict[str, Any]) -> bool:
+    """An index order's last event says it is over: no round to come, no child open."""
+    return event.get("status") in ("CANCELED", "COMPLETED", "REJECTED") and event.get("open_children") == 0
+
+
+def index_failures(trader: Trader) -> list[str]:
+    """Each index order ended, and spent exactly its children's fills plus their fees."""
+    failures = []
+    for order_id, last in trader.index.items():
+        if not ended(last):
+            failures.append(f"{trader.account} index order {order_id} has not ended: {last}")
+            continue
+        children = [o for o in trader.reports if o.startswith(f"{order_id}/")]
+        spent = sum(
+            (D(rep["last_fill_quantity"]) * D(rep["last_fill_price"])
+             for o in children for rep in trader.reports[o].values()
+             if rep.get("last_fill_quantity") and D(rep["last_fill_quantity"]) > 0),
+            D(0),
+        ) + sum((D(trader.last(o)["fees"]) for o in children), D(0))
+        if D(last["spent"]) != spent:
+            failures.append(f"{trader.account} index order {order_id}: spent {last['spent']} != its "
+                            f"children's fills and fees {spent}")
+        print(f"{trader.account} index order {order_id}: quoted {trader.quoted.get(order_id)} units, "
+              f"filled {plain(D(last['units']))} in {last['rounds']} rounds, spent "
+              f"{plain(D(last['spent']))} of {plain(D(last['collateral_amount']))} USD, "
+              f"{last['status'].lower()}")
+    return failures
 
 
 async def history(http: aiohttp.ClientSession, trader: Trader) -> dict[str, dict[str, Any]]:
@@ -480,12 +549,15 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
                 )
     if missing:
         failures.append(f"history: {missing} orders missing from MongoDB")
+    for t in traders:
+        failures += index_failures(t)
     checked = [
         "report sequences gap-free",
         "ledger per trader exact",
         "nothing held",
         "conservation (outside counterparties as flows)",
         "MongoDB history == last reports",
+        "index orders ended, spent == their children's fills + fees",
     ]
     if failures:
         print("END-STATE CHECKS FAILED:")

@@ -116,14 +116,17 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
-def _release(doc: dict[str, Any], ts: int) -> Record:
-    """Tell collateral the index order is finished: what its pool holds goes back once no child is open."""
+def _release(doc: dict[str, Any], ts: int, command_id: str | None = None) -> Record:
+    """Tell collateral the index order is finished: what its pool holds goes back once it has seen each of
+    the `sent` children end. Sent once per order (a second one, with the same id, would have collateral
+    send its events again)."""
     return r.ReleaseParentHold(
-        command_id=f"{doc['order_id']}:release",
+        command_id=command_id or f"{doc['order_id']}:release",
         ts_event=ts,
         account_id=doc["account_id"],
         order_id=doc["order_id"],
         reason=doc["status"],
+        children=doc.get("sent", 0),
     )
 
 
@@ -429,9 +432,10 @@ class RouterWorker:
                 doc = index.open_index(cmd, unit_step(legs, self.instruments.latest), partition)
                 return [Emit(INDEX_EVENTS, cmd.account_id, index.progress(doc, ts)),
                         *self._index_round(changes, key, doc, ts, to_place)]
-            if doc is None:  # ended already: what an update held more is released again
-                return [Emit("collateral.commands", cmd.account_id, _release(
-                    {"order_id": cmd.order_id, "account_id": cmd.account_id, "status": "ENDED"}, ts))]
+            if doc is None:  # ended already: what an update may have held more is released again
+                gone = {"order_id": cmd.order_id, "account_id": cmd.account_id, "status": "ENDED"}
+                return [Emit("collateral.commands", cmd.account_id,
+                             _release(gone, ts, f"{cmd.command_id}:release"))]
             out: list[Emit] = []
             if isinstance(cmd, r.UpdateIndexOrder):
                 if cmd.refusal is not None:  # collateral could not hold the increase: the amount stays
@@ -441,10 +445,8 @@ class RouterWorker:
                     doc["md"] = {}  # more collateral may buy from the books as they are
                 out.append(Emit("collateral.commands", cmd.account_id, _resize(doc, taken, cmd)))
                 out.append(Emit(INDEX_EVENTS, cmd.account_id, index.progress(doc, ts)))
-            else:  # a cancel: no next round; the last event once no child is open
-                if doc["status"] in (WORKING, COMPLETED):
-                    doc["status"], doc["reason"] = CANCELED, "CLIENT_REQUEST"
-                out.append(Emit("collateral.commands", cmd.account_id, _release(doc, ts)))
+            elif doc["status"] in (WORKING, COMPLETED):  # a cancel: no next round; the release and the
+                doc["status"], doc["reason"] = CANCELED, "CLIENT_REQUEST"  # last event once no child is open
             return out + self._index_round(changes, key, doc, ts, to_place)
 
         if await self.state.apply(f"order.funded:{cmd.command_id}", step, partition) and to_place:

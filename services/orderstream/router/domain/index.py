@@ -49,6 +49,7 @@ def open_index(cmd: r.SubmitIndexOrder, step: Decimal, partition: int) -> dict[s
         "status": WORKING,
         "reason": None,
         "rounds": 0,
+        "sent": 0,  # child orders created
         "children": {},  # child id -> [leg, seq, filled, notional, fees, done, most it can cost]
         "md": {},  # symbol -> snapshot sequence the last round was planned on
         "legs": [
@@ -112,6 +113,7 @@ def plan(
             doc["status"] = COMPLETED
         return [], fitted
     doc["rounds"] += 1
+    doc["sent"] += sum(1 for lf in fitted.legs if lf.quantity)  # told to collateral with ReleaseParentHold
     n0 = (doc["rounds"] - 1) * len(legs)
     children, md = [], {}
     for i, lf in enumerate(fitted.legs):
