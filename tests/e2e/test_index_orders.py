@@ -222,6 +222,18 @@ async def test_a_quote_then_an_index_order_from_it_an_update_a_router_restart_an
             assert [D(x["filled_quantity"]) for x in last["legs"]] == [D("0.1"), D(1), D(1000)]
             assert D(last["left"]) == 6000 - D(last["spent"]) > 0
 
+            # more collateral: held at once; more than the free balance: refused, the amount stays
+            await buyer.call("order.index.update", {"order_id": order_id, "collateral_amount": "7000"})
+            await progress(buyer, order_id, lambda e: D(e["collateral_amount"]) == 7000)
+            for _ in range(60):
+                if (await balances(http, traders["buyer"]))["USD"][1] == 7000 - D(last["spent"]):
+                    break
+                await asyncio.sleep(0.25)
+            assert (await balances(http, traders["buyer"]))["USD"][1] == 7000 - D(last["spent"])
+            await buyer.call("order.index.update", {"order_id": order_id, "collateral_amount": "1000000"})
+            refused_update = await progress(buyer, order_id, lambda e: e["reason"] == "INSUFFICIENT_FUNDS")
+            assert D(refused_update["collateral_amount"]) == 7000
+
             # cancel: the rest is released
             await buyer.call("order.cancel", {"order_id": order_id})
             end = await progress(buyer, order_id, lambda e: e["status"] == "CANCELED")

@@ -199,7 +199,7 @@ def report(
     notional = (price or D(0)) * filled
     return r.ExecutionReport(
         event_id=f"{child.order_id}:{seq}",
-        ts_event=2,
+        ts_event=7,  # the matcher's time of the child's event
         account_id="A",
         order_id=child.order_id,
         client_order_id=child.client_order_id,
@@ -233,7 +233,7 @@ def test_a_round_sends_ioc_limit_children_and_allocates_their_fills_leg_by_leg()
     assert all(c.time_in_force == r.TimeInForce.IOC and c.order_type == r.OrderType.LIMIT for c in children)
     assert [c.price for c in children] == [D("30010.5"), D(2000), D("0.5")]
     assert index.committed(doc) == fitted.cost <= D(10000)
-    assert not index.books_moved(doc, books_at(5)) and index.books_moved(doc, books_at(6))
+    assert not index.books_moved(doc, books_at(5)) and index.books_moved(doc, books_at(6))  # no report yet
     # BTC fills in full, ETH half, XRP not at all (IOC remainder canceled)
     btc, eth, xrp = children
     assert index.on_child_report(doc, report(btc, 1, btc.quantity, D(30005), r.OrderStatus.FILLED))
@@ -242,13 +242,15 @@ def test_a_round_sends_ioc_limit_children_and_allocates_their_fills_leg_by_leg()
     assert index.open_children(doc) == 1
     assert index.on_child_report(doc, report(xrp, 1, D(0), None, r.OrderStatus.CANCELED))
     assert index.open_children(doc) == 0
+    # a snapshot from before the children ended (7) still shows what they took: no round on it
+    assert not index.books_moved(doc, books_at(6)) and index.books_moved(doc, books_at(8))
     btc_paid = btc.quantity * 30005
     spent = btc_paid + fee(btc_paid, D("0.002")) + D("1960") + fee(D(1960), D("0.002"))
     event = index.progress(doc, 20)
     assert (event.spent, event.left, event.units, event.sequence) == (spent, D(10000) - spent, D(0), 1)
     assert [x.filled_quantity for x in event.legs] == [btc.quantity, D("0.98"), D(0)]
     # the next round tops up the legs that lack, within what is left
-    nxt, fitted = index.plan(doc, books_at(6), INSTRUMENTS, None, 30)
+    nxt, fitted = index.plan(doc, books_at(8), INSTRUMENTS, None, 30)
     assert [c.order_id for c in nxt] == ["INDEX-1/4", "INDEX-1/5"]  # round 2: BTC holds enough already
     filled = {x.symbol: x.filled_quantity for x in event.legs}
     assert {c.symbol: c.quantity for c in nxt} == {

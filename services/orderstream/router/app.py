@@ -343,13 +343,13 @@ class RouterWorker:
     # -- index orders (router/domain/index.py) -----------------------------------------
 
     def _books(self, doc: dict[str, Any]) -> index.Books:
-        """The asks of each leg's latest depth snapshot, with its market-data sequence number."""
+        """The asks of each leg's latest depth snapshot, with when the matcher took it."""
         books: dict[str, tuple[int, list[tuple[Decimal, Decimal]]]] = {}
         for leg in doc["legs"]:
             snap = self.depth.get(leg["symbol"])
             if snap is not None:
                 asks = [(x.price, x.quantity) for x in snap.levels if x.side == r.BookSide.ASK]
-                books[leg["symbol"]] = (snap.sequence, asks)
+                books[leg["symbol"]] = (snap.ts_event, asks)
         return books
 
     def _plan(self, doc: dict[str, Any], ts: int) -> tuple[dict[str, Any], list[r.SubmitOrder]] | None:
@@ -442,7 +442,6 @@ class RouterWorker:
                     taken, doc["reason"] = Decimal(doc["collateral"]), cmd.refusal
                 else:
                     taken, doc["reason"] = index.update(doc, cmd.collateral_amount), None
-                    doc["md"] = {}  # more collateral may buy from the books as they are
                 out.append(Emit("collateral.commands", cmd.account_id, _resize(doc, taken, cmd)))
                 out.append(Emit(INDEX_EVENTS, cmd.account_id, index.progress(doc, ts)))
             elif doc["status"] in (WORKING, COMPLETED):  # a cancel: no next round; the release and the

@@ -7,9 +7,9 @@ cost more than the pool collateral holds, and sends one IOC limit buy per leg th
 quantity, at the worst ask level the fit walked. Child ids are `<index id>/<n>`, `n` counting
 children over the rounds: child `n` belongs to leg `n % len(legs)`. Fills are allocated to their
 leg (`on_child_report`); what is left is carried over to the next round. A new round waits until
-every book the last round sent a child into has a newer snapshot: a child that bought less than
-the book showed was sent against a snapshot already stale, and until the book changes there is
-nothing new to take.
+every book the last round sent a child into has a snapshot taken after that child ended: an older
+one still shows what the child took (the snapshots come once a second), and a child that bought
+less than the book showed was sent against a snapshot already stale.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from orderstream.common.index import (
 )
 from orderstream.common.trading import QUANTUM, TERMINAL
 
-Books = Mapping[str, tuple[int, Asks]]  # symbol -> (market-data sequence of the snapshot, asks)
+Books = Mapping[str, tuple[int, Asks]]  # symbol -> (when the depth snapshot was taken, its asks)
 
 
 def open_index(cmd: r.SubmitIndexOrder, step: Decimal, partition: int) -> dict[str, Any]:
@@ -51,7 +51,7 @@ def open_index(cmd: r.SubmitIndexOrder, step: Decimal, partition: int) -> dict[s
         "rounds": 0,
         "sent": 0,  # child orders created
         "children": {},  # child id -> [leg, seq, filled, notional, fees, done, most it can cost]
-        "md": {},  # symbol -> snapshot sequence the last round was planned on
+        "md": {},  # symbol -> the later of the snapshot the last round used and its child end (matcher time)
         "legs": [
             {
                 "symbol": leg.symbol,
@@ -89,8 +89,9 @@ def open_children(doc: dict[str, Any]) -> int:
 
 
 def books_moved(doc: dict[str, Any], books: Books) -> bool:
-    """Whether every book the last round sent a child into has a newer snapshot (see the module doc)."""
-    return all(symbol in books and books[symbol][0] > seq for symbol, seq in doc["md"].items())
+    """Whether every book the last round sent a child into has a snapshot taken after that child ended
+    (see the module doc): both times are the matcher's, the snapshot's and the child's last report's."""
+    return all(symbol in books and books[symbol][0] > seen for symbol, seen in doc["md"].items())
 
 
 def plan(
@@ -172,6 +173,7 @@ def on_child_report(doc: dict[str, Any], rep: r.ExecutionReport) -> bool:
         doc["spent"] = str(Decimal(doc["spent"]) + paid)
     if rep.status in TERMINAL:
         child[5] = True
+        doc["md"][leg["symbol"]] = max(doc["md"].get(leg["symbol"], 0), rep.ts_event)
     return True
 
 
