@@ -81,6 +81,27 @@ async def test_collateral_events_become_balance_history(db: AsyncIOMotorDatabase
         "Deposited", "1000.5", "1000.5")
 
 
+async def test_a_resent_older_balance_event_leaves_the_newer_balance_and_raises_nothing(
+    db: AsyncIOMotorDatabase[Any],
+) -> None:
+    """Collateral sends a redelivered command's events again, after newer ones (a router restart does
+    it): a conditional upsert that fails as a duplicate key made FerretDB answer without nModified and
+    pymongo raise KeyError, and the event was dead-lettered."""
+    def held(seq: int, free: str) -> r.CollateralHeld:
+        return r.CollateralHeld(event_id=f"h{seq}", ts_event=seq, account_id="acct-2", asset="USD",
+                                order_id="o", amount=Decimal(1), free=Decimal(free), held=Decimal(1),
+                                sequence=seq)
+
+    await write_batch(db, [held(2, "8")])
+    for again in (held(1, "9"), held(2, "8")):
+        await write_batch(db, [again])
+    doc = await db.balances.find_one({"_id": "acct-2|USD"})
+    assert doc is not None and (doc["sequence"], doc["free"]) == (2, "8")
+    await write_batch(db, [held(3, "7")])
+    doc = await db.balances.find_one({"_id": "acct-2|USD"})
+    assert doc is not None and (doc["sequence"], doc["free"]) == (3, "7")
+
+
 async def test_history_is_newest_first_filtered_and_paged(db: AsyncIOMotorDatabase[Any]) -> None:
     base = 1_700_000_000_000_000_000
     reports = [report(o, 1, account="A" if o % 2 else "B", symbol="BTC-USD" if o % 3 else "ETH-USD", ts=base)

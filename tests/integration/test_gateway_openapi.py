@@ -38,9 +38,10 @@ from tests.integration.gateway_process import running_gateway
 
 pytestmark = pytest.mark.integration
 
-EXAMPLES = 400  # per operation: 18 operations, about 7,000 requests and 3,000 frames in about 2 minutes
+EXAMPLES = 400  # per operation: 23 operations, about 9,000 requests and 4,800 frames in about 3 minutes
 WS_METHODS = {"order.place", "order.basket", "order.algo", "order.cancel", "order.replace", "order.get",
-              "orders.open", "orders.history", "balances.get"}  # the REST operations the WebSocket has too
+              "orders.open", "orders.history", "balances.get", "quote.request", "order.index",
+              "order.index.update"}  # the REST operations the WebSocket has too
 SEEN: dict[str, Counter[int]] = {}  # operation -> statuses answered, to show the run reached the handlers
 
 
@@ -183,7 +184,7 @@ def test_the_generated_requests_reached_every_operation_signed() -> None:
         "orders.open", "order.place", "order.get", "order.replace", "order.cancel", "orders.history",
         "balances.get", "order.basket", "order.oco", "order.bracket", "order.algo", "admin.kill_switch",
         "admin.account", "admin.deposit", "admin.withdraw", "instruments.list", "admin.services", "admin.lag",
-        "admin.dead_letters", "admin.replay",
+        "admin.dead_letters", "admin.replay", "quote.request", "order.index", "order.index.update",
     }, SEEN
     for op, statuses in SEEN.items():
         assert statuses.total() >= 50, (op, statuses)
@@ -192,7 +193,8 @@ def test_the_generated_requests_reached_every_operation_signed() -> None:
     # tests/e2e/test_platform.py places both)
     for op in ("orders.open", "order.place", "order.basket", "order.algo", "orders.history", "balances.get",
                "admin.account", "admin.deposit", "admin.withdraw", "admin.kill_switch", "instruments.list",
-               "admin.services", "admin.lag", "admin.dead_letters", "admin.replay"):
+               "admin.services", "admin.lag", "admin.dead_letters", "admin.replay", "quote.request",
+               "order.index"):
         assert SEEN[op][200] > 0, (op, SEEN[op])
     assert sum(s.total() for s in SEEN.values()) >= 2_000
 

@@ -17,22 +17,41 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any
 
-from orderstream.collateral.domain.ledger import Account, pool_of
+from orderstream.collateral.domain.ledger import UNKNOWN_SYMBOL, Account, pool_of
 from orderstream.collateral.settings import CollateralSettings
 from orderstream.common import records as r
 from orderstream.common.app import Delivery, Service
 from orderstream.common.basket import child_id, children, placed_at_once
+from orderstream.common.index import refused as index_refused
 from orderstream.common.mirror import Mirror
 from orderstream.common.record import Record
 from orderstream.common.rejections import command_rejected, submit_rejected
 from orderstream.common.state import Changes, Emit, StateStore
+from orderstream.common.topics import CLIENT_COMMAND_RECORDS
+
+INDEX = "INDEX"  # the symbol of an index order's pool (its children carry the real ones)
+INVALID_ORDER = "INVALID_ORDER"
+
+
+def index_refusal(cmd: r.SubmitIndexOrder, instruments: Mapping[str, r.Instrument]) -> tuple[str, str] | None:
+    """Why collateral cannot fund an index order from one pool: every leg must be bought in its asset."""
+    for leg in cmd.legs:
+        inst = instruments.get(leg.symbol)
+        if inst is None:
+            return UNKNOWN_SYMBOL, f"unknown symbol {leg.symbol}"
+        if inst.quote_asset != cmd.asset:
+            return INVALID_ORDER, (f"{leg.symbol} is priced in {inst.quote_asset}, "
+                                   f"the collateral is {cmd.asset}")
+    return None
 
 ORDER_EVENTS = "order.events"
 FUNDED = "order.funded"
 EVENTS = "collateral.events"
+INDEX_EVENTS = "index.events"
 
 
 def rejected(
@@ -73,7 +92,7 @@ def store_account(changes: Changes, account: Account, order_ids: Sequence[str] =
 class CollateralWorker:
     def __init__(self, service: Service, settings: CollateralSettings) -> None:
         self.service = service
-        outputs = {name: service.output(name) for name in (ORDER_EVENTS, FUNDED, EVENTS)}
+        outputs = {name: service.output(name) for name in (ORDER_EVENTS, FUNDED, EVENTS, INDEX_EVENTS)}
         self.state = StateStore(service, "collateral-accounts", outputs, settings.dedupe_window)
         self.instruments = Mirror(service, "ref.instruments", r.Instrument)
         self.order_memory_ns = int(settings.order_memory_s * 1e9)
@@ -95,7 +114,8 @@ class CollateralWorker:
         return self._expiry.setdefault(partition, deque())
 
     def _decided(
-        self, changes: Changes, orders: Sequence[r.SubmitOrder | r.SubmitAlgoOrder], partition: int
+        self, changes: Changes, orders: Sequence[r.SubmitOrder | r.SubmitAlgoOrder | r.SubmitIndexOrder],
+        partition: int,
     ) -> None:
         """Mark `orders` as decided, and let go of at most 8 expired markers of the partition."""
         markers = self._markers(partition)
@@ -117,9 +137,11 @@ class CollateralWorker:
         return [Emit(EVENTS, account.account_id, e) for e in events]
 
     async def on_order_command(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(record, r.SubmitOrder | r.CancelOrder | r.ReplaceOrder | r.SubmitBasket
-                          | r.SubmitOrderList | r.SubmitAlgoOrder)
+        assert isinstance(record, CLIENT_COMMAND_RECORDS)  # what order.commands carries
         await self.instruments.wait()
+        if isinstance(record, r.SubmitIndexOrder | r.UpdateIndexOrder):
+            await self._index_command(record, delivery.partition)
+            return
         cmd = record
         partition = delivery.partition
 
@@ -164,12 +186,75 @@ class CollateralWorker:
 
         await self.state.apply(f"order.commands:{cmd.command_id}", step, partition)
 
+    # -- index orders: one pool hold each, its amount as the router takes updates ---------------
+    # `n|<account>|<index id>` keeps what the pool was given in all (`held_in`: the collateral amount
+    # collateral holds for, spent part included) and the last update, which the router's
+    # ResizeParentHold answers: an increase is held when the update passes here, a decrease only
+    # once the router has taken it (its open children were planned within the old amount).
+
+    async def _index_command(self, cmd: r.SubmitIndexOrder | r.UpdateIndexOrder, partition: int) -> None:
+        key = f"n|{cmd.account_id}|{cmd.order_id}"
+
+        def step(changes: Changes) -> list[Emit]:
+            if isinstance(cmd, r.SubmitIndexOrder):
+                if changes.has(f"o|{cmd.order_id}"):
+                    return []  # a repeat, however late
+                self._decided(changes, [cmd], partition)
+                account = load_account(changes, cmd.account_id, [cmd.order_id])
+                refusal = index_refusal(cmd, self.instruments.latest)
+                events: list[Any] = []
+                if refusal is None:
+                    events, refusal = account.open_pool(cmd.order_id, f"{cmd.command_id}:0", cmd.ts_event,
+                                                        INDEX, cmd.asset, cmd.collateral_amount)
+                if refusal is not None:
+                    return [Emit(INDEX_EVENTS, cmd.account_id, index_refused(cmd, refusal[0], cmd.ts_event))]
+                changes.put(key, {"held_in": str(cmd.collateral_amount), "last_update": None})
+                funded = Emit(FUNDED, cmd.account_id, cmd)
+                return [*self._events(changes, account, events, [cmd.order_id]), funded]
+            doc = changes.get(key)
+            if doc is None:  # ended: the router releases whatever is left again
+                return [Emit(FUNDED, cmd.account_id, cmd)]
+            doc["last_update"] = cmd.command_id
+            changes.put(key, doc)
+            extra = cmd.collateral_amount - Decimal(doc["held_in"])
+            if extra <= 0:  # a decrease: the router takes it, then answers with ResizeParentHold
+                return [Emit(FUNDED, cmd.account_id, cmd)]
+            ids = with_pool(changes, cmd.account_id, cmd.order_id)
+            account = load_account(changes, cmd.account_id, ids)
+            events, refusal = account.resize_pool(cmd.order_id, extra, f"{cmd.command_id}:0", cmd.ts_event)
+            if refusal is not None:
+                return [Emit(FUNDED, cmd.account_id, cmd.model_copy(update={"refusal": refusal[0]}))]
+            doc["held_in"] = str(cmd.collateral_amount)
+            return [*self._events(changes, account, events, ids), Emit(FUNDED, cmd.account_id, cmd)]
+
+        await self.state.apply(f"order.commands:{cmd.command_id}", step, partition)
+
+    def _resize_index(self, changes: Changes, cmd: r.ResizeParentHold) -> list[Emit]:
+        """The router took the last update at `cmd.amount`: release what the pool was given beyond it."""
+        key = f"n|{cmd.account_id}|{cmd.order_id}"
+        doc = changes.get(key)
+        if doc is None or doc["last_update"] != cmd.update_command_id:
+            return []  # an answer to an update a later one overtook: that one's answer counts
+        excess = Decimal(doc["held_in"]) - cmd.amount
+        if excess <= 0:
+            return []
+        doc["held_in"] = str(cmd.amount)
+        changes.put(key, doc)
+        ids = with_pool(changes, cmd.account_id, cmd.order_id)
+        account = load_account(changes, cmd.account_id, ids)
+        events, _ = account.resize_pool(cmd.order_id, -excess, f"{cmd.command_id}:0", cmd.ts_event)
+        return self._events(changes, account, events, ids)
+
     async def on_collateral_command(self, record: Record, delivery: Delivery) -> None:
-        assert isinstance(record, r.Deposit | r.Withdraw | r.ReleaseParentHold)
+        assert isinstance(record, r.Deposit | r.Withdraw | r.ReleaseParentHold | r.ResizeParentHold)
         cmd = record
 
         def step(changes: Changes) -> list[Emit]:
+            if isinstance(cmd, r.ResizeParentHold):
+                return self._resize_index(changes, cmd)
             if isinstance(cmd, r.ReleaseParentHold):
+                if changes.has(f"n|{cmd.account_id}|{cmd.order_id}"):
+                    changes.delete(f"n|{cmd.account_id}|{cmd.order_id}")
                 ids = with_pool(changes, cmd.account_id, cmd.order_id)
                 account = load_account(changes, cmd.account_id, ids)
                 return self._events(changes, account, account.release_parent(cmd), ids)

@@ -68,22 +68,34 @@ async def write_batch(db: AsyncIOMotorDatabase[Any], records: list[Record]) -> W
 
 
 async def _replace_newer_balances(db: AsyncIOMotorDatabase[Any], events: list[Record]) -> int:
-    """Store each account's balance of an asset unless a newer one is stored: one conditional upsert
-    per document, in one unordered bulk. The filter matches only an older stored document, so for a
-    newer (or the same) one the upsert tries an insert, which fails as a duplicate key: a redelivered
-    or re-sent older event never overwrites a newer balance. The per-account sequence decides, not
-    the time (a settlement and its release share one) nor the Kafka offset (collateral sends a
+    """Store each account's balance of an asset unless a newer one is stored: the stored sequences
+    read in one query, then one upsert per newer document, in one unordered bulk. A redelivered or
+    re-sent older event never overwrites a newer balance. The per-account sequence decides, not the
+    time (a settlement and its release share one) nor the Kafka offset (collateral sends a
     redelivered command's events again, after newer ones). Unlike `_replace_newer`, a reader never
     sees an asset missing. Events from before the sequence (0) compare by time, never over one with it.
+
+    Not a conditional upsert that fails as a duplicate key when the stored one is newer: FerretDB
+    answers such a failed upsert without `nModified`, and pymongo then raises KeyError (a re-sent
+    balance event was dead-lettered). One worker owns an account's partition: nothing writes a
+    balance between the read and the write.
     """
-    ops = []
-    for e in events:
-        doc = balance_state_document(e)
-        newer: dict[str, Any] = (
-            {"sequence": {"$lt": doc["sequence"]}} if doc["sequence"]
-            else {"sequence": 0, "ts_ns": {"$lte": doc["ts_ns"]}}
-        )
-        ops.append(ReplaceOne({"_id": doc["_id"], **newer}, doc, upsert=True))
+    docs = [balance_state_document(e) for e in events]
+    ids = [d["_id"] for d in docs]
+    stored = {
+        d["_id"]: (d.get("sequence", 0), d.get("ts_ns", 0))
+        async for d in db[ACCOUNT_BALANCES].find({"_id": {"$in": ids}}, {"sequence": 1, "ts_ns": 1})
+    }
+
+    def newer(doc: dict[str, Any]) -> bool:
+        if doc["_id"] not in stored:
+            return True
+        sequence, ts_ns = stored[doc["_id"]]
+        if doc["sequence"]:
+            return bool(sequence < doc["sequence"])
+        return bool(sequence == 0 and ts_ns <= doc["ts_ns"])
+
+    ops = [ReplaceOne({"_id": doc["_id"]}, doc, upsert=True) for doc in docs if newer(doc)]
     return await _apply(db, ACCOUNT_BALANCES, ops) if ops else 0
 
 

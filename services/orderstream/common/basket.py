@@ -3,6 +3,7 @@ for collateral, router and matcher."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from orderstream.common import records as r
@@ -61,3 +62,30 @@ def placed_at_once(lst: r.SubmitOrderList) -> list[r.SubmitOrder]:
     (its exits are placed as the entry fills)."""
     orders = list_orders(lst)
     return orders if lst.contingency == r.ContingencyType.OCO else orders[:1]
+
+
+def ioc_child(parent: dict[str, Any], n: int, command_id: str, ts: int, symbol: str, side: r.Side,
+              quantity: Decimal, price: Decimal | None) -> r.SubmitOrder:
+    """Child `n` of a parent the router works over time (a TWAP/VWAP slice, an index round's leg):
+    an IOC limit at `price`, a market order without one. `parent`: its stored document."""
+    return r.SubmitOrder(
+        command_id=command_id,
+        ts_event=ts,
+        account_id=parent["account_id"],
+        order_id=child_id(parent["order_id"], n),
+        client_order_id=child_id(parent["client_order_id"], n),
+        symbol=symbol,
+        side=side,
+        order_type=r.OrderType.MARKET if price is None else r.OrderType.LIMIT,
+        time_in_force=r.TimeInForce.IOC,
+        quantity=quantity,
+        price=price,
+        stop_price=None,
+        trailing_offset=None,
+        trailing_offset_type=None,
+        display_quantity=None,
+        quote_budget=None,
+        post_only=False,
+        expire_at=None,
+        self_trade_prevention=r.SelfTradePrevention.CANCEL_NEWEST,
+    )

@@ -118,6 +118,24 @@ class BasketLegResult(Record):
     reason: str | None = Field(default=None, description='Why the child ended unfilled, if it did.')
 
 
+class IndexLeg(Record):
+    """One leg of an index order: what one unit of the index holds of a symbol."""
+
+    symbol: str = Field(description='Instrument symbol.')
+    weight: Dec38_18 = Field(description='Quantity of this symbol per index unit, > 0.')
+    price_cap: Dec38_18 | None = Field(default=None, description='Highest price a child order of this leg may pay (from the quote and the slippage bound); null: the visible book only.')
+
+
+class IndexLegProgress(Record):
+    """What one leg of an index order has bought so far."""
+
+    symbol: str = Field(description='Instrument symbol.')
+    weight: Dec38_18 = Field(description='Quantity per index unit.')
+    filled_quantity: Dec38_18 = Field(description='Bought so far, over every child order of the leg.')
+    average_price: Dec38_18 | None = Field(default=None, description='Volume-weighted average price paid; null when nothing filled.')
+    fees: Dec38_18 = Field(description="Fees paid by the leg's child orders, in the collateral asset.")
+
+
 class ListOrder(Record):
     """One order of an order list."""
 
@@ -225,6 +243,19 @@ class ReleaseParentHold(Record):
     account_id: str = Field(description='Account that owns the parent order.')
     order_id: str = Field(description="The parent order's id (its pool hold's id).")
     reason: str = Field(description='Why it ended: DONE, CANCELED, EXPIRED, ...')
+    children: int = Field(default=0, description="How many child orders the parent created: the pool is released once collateral has seen that many children and none is open (their reports and this command come on different topics, so a child's first report can come after it). 0: once none is open.")
+
+
+class ResizeParentHold(Record):
+    """Command (router to collateral): an index order's collateral amount as the router took an UpdateIndexOrder (never below what is spent and committed to open children); collateral releases what its pool holds beyond it."""
+
+    avro_name: ClassVar[str] = "orderstream.collateral.ResizeParentHold"
+    command_id: str = Field(description='Unique id; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account that owns the parent order.')
+    order_id: str = Field(description="The parent order's id (its pool hold's id).")
+    update_command_id: str = Field(description='The UpdateIndexOrder this answers; collateral applies only the answer to the latest update.')
+    amount: Dec38_18 = Field(description="The parent's collateral amount now, fees included, spent part included.")
 
 
 class Withdraw(Record):
@@ -444,6 +475,28 @@ class ExpireOrders(Record):
     symbol: str = Field(description='Instrument symbol.')
 
 
+class IndexOrderUpdated(Record):
+    """Event: an index order's progress after a round, an update or its end."""
+
+    avro_name: ClassVar[str] = "orderstream.order.IndexOrderUpdated"
+    event_id: str = Field(description='Unique id of this event; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account.')
+    order_id: str = Field(description='Index order id.')
+    client_order_id: str = Field(description='Client-chosen id of the index order.')
+    sequence: int = Field(description='Per-index-order sequence of these events, from 1, without gaps.')
+    status: str = Field(description='WORKING (rounds go on), COMPLETED (what is left buys no more units), CANCELED or REJECTED.')
+    reason: str | None = Field(default=None, description='Why it ended, why the last round bought nothing (FUNDS, LIQUIDITY, SIZE), or why an update was refused (INSUFFICIENT_FUNDS), if so.')
+    asset: str = Field(description='Collateral asset.')
+    collateral_amount: Dec38_18 = Field(description='Collateral amount now (after updates).')
+    spent: Dec38_18 = Field(description='Spent on fills, fees included.')
+    left: Dec38_18 = Field(description='collateral_amount - spent: what later rounds may spend, released when the order ends.')
+    units: Dec38_18 = Field(description='Complete index units bought: the smallest filled / weight over the legs, down to the unit step.')
+    rounds: int = Field(description='Rounds of child orders sent so far.')
+    open_children: int = Field(description='Child orders still open.')
+    legs: list[IndexLegProgress] = Field(description='Per leg, in the order of the index order.')
+
+
 class OrderAccepted(Record):
     """Event: the venue accepted the order."""
 
@@ -611,6 +664,22 @@ class SubmitBasket(Record):
     legs: list[BasketLeg] = Field(description='The legs, at least one, each symbol once.')
 
 
+class SubmitIndexOrder(Record):
+    """Command: an index order given by collateral amount; the router buys basket units with it round by round, fitted to the liquidity of each leg."""
+
+    avro_name: ClassVar[str] = "orderstream.order.SubmitIndexOrder"
+    command_id: str = Field(description='Unique id; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account placing the index order.')
+    order_id: str = Field(description='Server-assigned index order id; child order ids are `<order_id>/<n>`.')
+    client_order_id: str = Field(description='Client-chosen id, unique per account.')
+    asset: str = Field(description='Collateral asset: the quote asset every leg is priced in.')
+    collateral_amount: Dec38_18 = Field(description='Most the index order may spend, fees included; held by collateral as one pool.')
+    legs: list[IndexLeg] = Field(description='The legs, at least one, each symbol once; every leg is bought.')
+    quote_id: str | None = Field(default=None, description='The quote the order was placed from, if any.')
+    max_slippage: Dec38_18 | None = Field(default=None, description='Slippage bound the price caps were set with (0.01 = 1% above the quoted price), if any.')
+
+
 class SubmitOrder(Record):
     """Command: place a new order."""
 
@@ -649,6 +718,19 @@ class SubmitOrderList(Record):
     contingency: ContingencyType = Field(description='How the orders are linked.')
     orders: list[ListOrder] = Field(description='OCO: the two legs. BRACKET: entry, take-profit, stop-loss.')
     self_trade_prevention: SelfTradePrevention = Field(default=SelfTradePrevention.CANCEL_NEWEST, description='What to do when the order would trade with the same account.')
+
+
+class UpdateIndexOrder(Record):
+    """Command: change an index order's collateral amount (its new total, fees included)."""
+
+    avro_name: ClassVar[str] = "orderstream.order.UpdateIndexOrder"
+    command_id: str = Field(description='Unique id; a repeat is ignored.')
+    ts_event: int = Field(description='When it happened: nanoseconds since the Unix epoch, UTC.')
+    account_id: str = Field(description='Account that owns the index order.')
+    order_id: str = Field(description='Index order id.')
+    client_order_id: str = Field(description='Client-chosen id of the index order.')
+    collateral_amount: Dec38_18 = Field(description='New total collateral amount; never below what is spent and committed to open child orders.')
+    refusal: str | None = Field(default=None, description='Set by collateral when it could not hold an increase (INSUFFICIENT_FUNDS, UNKNOWN_ORDER): the router keeps the amount and says why on index.events. Null from the gateway.')
 
 
 class Instrument(Record):
@@ -705,6 +787,7 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     ExecutionReport,
     ExpireOrders,
     FillSettled,
+    IndexOrderUpdated,
     Instrument,
     OrderAccepted,
     OrderCanceled,
@@ -716,14 +799,17 @@ ALL_RECORDS: tuple[type[Record], ...] = (
     PositionUpdated,
     ReleaseParentHold,
     ReplaceOrder,
+    ResizeParentHold,
     SendAlgoSlice,
     SetKillSwitch,
     SubmitAlgoOrder,
     SubmitBasket,
+    SubmitIndexOrder,
     SubmitOrder,
     SubmitOrderList,
     Ticker,
     Trade,
+    UpdateIndexOrder,
     Withdraw,
     WithdrawalRejected,
     Withdrawn,

@@ -40,7 +40,14 @@ ORDER_EVENT_RECORDS = (
     r.OrderReplaced,
 )
 ORDER_COMMAND_RECORDS = (r.SubmitOrder, r.CancelOrder, r.ReplaceOrder)
-CLIENT_COMMAND_RECORDS = (*ORDER_COMMAND_RECORDS, r.SubmitBasket, r.SubmitOrderList, r.SubmitAlgoOrder)
+CLIENT_COMMAND_RECORDS = (
+    *ORDER_COMMAND_RECORDS,
+    r.SubmitBasket,
+    r.SubmitOrderList,
+    r.SubmitAlgoOrder,
+    r.SubmitIndexOrder,
+    r.UpdateIndexOrder,
+)
 COLLATERAL_EVENT_RECORDS = (
     r.Deposited,
     r.Withdrawn,
@@ -78,6 +85,9 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec("execution.positions", KeyKind.ACCOUNT, (r.PositionUpdated,), ("execution",), ("gateway",)),
     TopicSpec("basket.events", KeyKind.ACCOUNT, (r.BasketFilled,), ("router",), ("gateway",)),
     TopicSpec("algo.events", KeyKind.ACCOUNT, (r.AlgoOrderUpdated,), ("router",), ("gateway",)),
+    TopicSpec(
+        "index.events", KeyKind.ACCOUNT, (r.IndexOrderUpdated,), ("router", "collateral"), ("gateway",)
+    ),
     TopicSpec("venue.events", KeyKind.ACCOUNT, ORDER_EVENT_RECORDS, ("router",), ("router",)),
     TopicSpec("algo.schedule", KeyKind.ACCOUNT, (r.SendAlgoSlice,), ("router",), ("router",)),
     TopicSpec("risk.commands", KeyKind.SCOPE, (r.SetKillSwitch,), ("gateway",), ("router", "gateway"),
@@ -85,7 +95,7 @@ CATALOG: tuple[TopicSpec, ...] = (
     TopicSpec(
         "collateral.commands",
         KeyKind.ACCOUNT,
-        (r.Deposit, r.Withdraw, r.ReleaseParentHold),
+        (r.Deposit, r.Withdraw, r.ReleaseParentHold, r.ResizeParentHold),
         ("gateway", "router"),
         ("collateral",),
     ),
@@ -107,7 +117,9 @@ CATALOG: tuple[TopicSpec, ...] = (
         compacted=True,
     ),
     TopicSpec("md.candles", KeyKind.SYMBOL, (r.Candle,), ("execution",), ("gateway",)),
-    TopicSpec("md.depth", KeyKind.SYMBOL, (r.DepthSnapshot,), ("matcher",), ("gateway",), compacted=True),
+    TopicSpec(
+        "md.depth", KeyKind.SYMBOL, (r.DepthSnapshot,), ("matcher",), ("gateway", "router"), compacted=True
+    ),
     TopicSpec(
         "ref.instruments",
         KeyKind.SYMBOL,

@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -188,6 +189,65 @@ class PlaceBracket(BaseModel):
     self_trade_prevention: r.SelfTradePrevention = r.SelfTradePrevention.CANCEL_NEWEST
 
 
+class IndexLeg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(min_length=1, max_length=32)
+    weight: Exact = Field(description="Quantity of the symbol in one index unit.")
+
+
+def _symbols_once(legs: list[IndexLeg]) -> list[IndexLeg]:
+    if len({leg.symbol for leg in legs}) != len(legs):
+        raise ValueError("each symbol may appear in one leg only")
+    return legs
+
+
+IndexLegs = Annotated[list[IndexLeg], Field(min_length=1, max_length=20), AfterValidator(_symbols_once)]
+
+
+class RequestQuote(BaseModel):
+    """quote.request / POST /api/v1/quotes: what a collateral amount buys of an index now."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    legs: IndexLegs
+    collateral_amount: Exact = Field(description="Most to spend, fees included, in the legs' quote asset.")
+
+
+class PlaceIndexOrder(BaseModel):
+    """order.index / POST /api/v1/index-orders: buy index units with a collateral amount, round by round."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    client_order_id: ClientId
+    legs: IndexLegs
+    collateral_amount: Exact = Field(description="Most to spend, fees included, in the legs' quote asset.")
+    quote_id: str | None = Field(None, min_length=1, max_length=64, description="A quote of these legs "
+                                 "(quote.request), unexpired: each leg's child orders pay at most its "
+                                 "quoted limit price, raised by max_slippage.")
+    max_slippage: Exact | None = Field(None, description="Most a child may pay above the reference price, "
+                                       "as a fraction at most 1 (0.01 = 1%): the quote's limit price with "
+                                       "quote_id, else the best ask now. Absent: 0 with a quote, no cap "
+                                       "without.")
+
+    @field_validator("max_slippage")
+    @classmethod
+    def _at_most_one(cls, value: Decimal | None) -> Decimal | None:
+        if value is not None and value > 1:
+            raise ValueError("must be at most 1 (a fraction: 0.01 = 1%)")
+        return value
+
+
+class UpdateIndexOrder(BaseModel):
+    """order.index.update / PATCH /api/v1/index-orders/{order_id}: a new collateral amount (the total)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order_id: str = Field(min_length=1, max_length=80)
+    collateral_amount: Exact = Field(description="New total, fees and the spent part included; the router "
+                                     "takes no less than what is spent and committed to open children.")
+
+
 class CancelOrder(BaseModel):
     """order.cancel / DELETE /api/v1/orders/{order_id}."""
 
@@ -330,6 +390,40 @@ class OrderPlaced(Answer):
     )
 
 
+class QuoteLeg(Answer):
+    symbol: str
+    weight: str
+    quantity: str = Field(description="What the leg buys for the units: units x weight.")
+    average_price: str | None = Field(description="Notional / quantity, walking the asks; null for 0.")
+    limit_price: str | None = Field(description="The worst ask level walked; null for 0.")
+    notional: str
+    fee: str = Field(description="Taker fee on the notional.")
+    cost: str = Field(description="notional + fee.")
+
+
+class Quote(Answer):
+    quote_id: str
+    expires_at: int = Field(
+        description="Nanoseconds since the Unix epoch, UTC; placing from it later is refused."
+    )
+    asset: str = Field(description="The collateral asset: every leg's quote asset.")
+    collateral_amount: str
+    units: str = Field(description="Index units the amount buys now: a multiple of unit_step.")
+    unit_step: str = Field(description="The smallest units that keep every leg on its lot size.")
+    legs: list[QuoteLeg]
+    cost: str = Field(description="Sum of the legs' costs, fees included.")
+    fees: str
+    unspent: str = Field(description="collateral_amount - cost.")
+    limited_by: str = Field(description="FUNDS (one more step costs more than the amount) or LIQUIDITY "
+                            "(a leg's book holds no more).")
+    books: dict[str, int] = Field(description="Per leg, the market-data sequence of the depth snapshot used.")
+
+
+class IndexUpdateRequested(Answer):
+    order_id: str
+    update: Literal["requested"]
+
+
 class CancelRequested(Answer):
     order_id: str
     cancel: Literal["requested"]
@@ -443,6 +537,9 @@ RESPONSES: dict[str, type[Answer]] = {
     "order.oco": OrderPlaced,
     "order.bracket": OrderPlaced,
     "order.algo": OrderPlaced,
+    "quote.request": Quote,
+    "order.index": OrderPlaced,
+    "order.index.update": IndexUpdateRequested,
     "order.cancel": CancelRequested,
     "order.replace": ReplaceRequested,
     "order.get": OrderView,
@@ -647,6 +744,10 @@ OPERATIONS: tuple[tuple[str, str, str, type[BaseModel] | None, tuple[str, ...]],
     ("/api/v1/oco", "post", "order.oco", PlaceOco, ("400", "429")),
     ("/api/v1/brackets", "post", "order.bracket", PlaceBracket, ("400", "429")),
     ("/api/v1/algo-orders", "post", "order.algo", PlaceAlgoOrder, ("400", "429")),
+    ("/api/v1/quotes", "post", "quote.request", RequestQuote, ("400",)),
+    ("/api/v1/index-orders", "post", "order.index", PlaceIndexOrder, ("400", "429")),
+    ("/api/v1/index-orders/{order_id}", "patch", "order.index.update", UpdateIndexOrder,
+     ("400", "404", "409")),
     ("/api/v1/admin/kill-switch", "post", "admin.kill_switch", PostKillSwitch, ("400",)),
     ("/api/v1/admin/accounts", "post", "admin.account", CreateAccount, ("400",)),
     ("/api/v1/admin/deposits", "post", "admin.deposit", PostDeposit, ("400",)),
@@ -663,8 +764,9 @@ ERROR_STATUSES = {
     "401": "missing, unknown, stale, replayed or wrongly signed credentials (40100-40104)",
     "403": "the key lacks the permission (40301)",
     "404": "no such order (40401) or route (40400)",
-    "409": "a basket is canceled or replaced leg by leg; a TWAP/VWAP parent is canceled, never replaced "
-    "(40904)",
+    "409": "a basket is canceled or replaced leg by leg; a TWAP/VWAP parent or an order list is canceled, "
+    "never replaced (40904); an index order is changed by order.index.update, not replaced, and only an "
+    "index order is (40905)",
     "413": "body larger than the gateway's MAX_FRAME_BYTES (41301)",
     "429": "order rate limit (42901), with Retry-After",
     "500": "internal error (50000), logged with the request id in details",

@@ -20,6 +20,7 @@ import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any, TypeVar, cast
 
 from aiohttp import WSMsgType, web
@@ -34,10 +35,11 @@ from pymongo.errors import PyMongoError
 from orderstream.collector.history import balances, open_orders, order_history
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable, schema_ids
+from orderstream.common.index import Pricing, fit
 from orderstream.common.logs import logging_config
 from orderstream.common.mirror import Mirror
 from orderstream.common.records import ALL_RECORDS
-from orderstream.gateway import api, payload
+from orderstream.gateway import api, payload, quotes
 from orderstream.gateway.auth import Keys, Principal, Replays, Verifier
 from orderstream.gateway.errors import ApiError, validation_error
 from orderstream.gateway.fixentry import FixEntry
@@ -199,6 +201,7 @@ class Gateway:
                 await self.verifier.forget_expired()
                 for buckets in self.swept:
                     await buckets.forget_expired()
+                await self.db[QUOTES].delete_many({"expires": {"$lt": time.time_ns()}})
             except PyMongoError as exc:  # the next sweep takes them
                 log.warning("expired signatures or claims not dropped", extra={"error": str(exc)})
 
@@ -433,6 +436,7 @@ class Gateway:
         # the exits (/1, /2) come from the matcher once the entry fills: only the entry is awaited
         legs = [b.symbol] * 3
         return self.submit(who, b.symbol, request_id, r.SubmitOrderList, fields, placed=1, legs=legs)
+
     async def place_algo(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
         return await (await self.place_algo_pending(who, params, request_id))
 
@@ -450,6 +454,104 @@ class Gateway:
         fields = a.model_dump(exclude={"start_at", "duration_ms"})
         fields |= {"start_at": start, "end_at": start + a.duration_ms * 1_000_000}
         return self.submit(who, a.symbol, request_id, r.SubmitAlgoOrder, fields, algo=a.algo.value)
+
+    @answers("quote.request")
+    async def quote(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """What a collateral amount buys of an index now, from the depth snapshots (common/index.py)."""
+        who.require("trade")
+        q = parse(api.RequestQuote, params)
+        await self.instruments_ready()
+        legs, asset = quotes.index_legs(q.legs, self.instruments.latest)
+        books = quotes.books_of(legs, self.depth)
+        asks = {s: a for s, (_, a) in books.items()}
+        fitted = fit(legs, q.collateral_amount, asks, self.instruments.latest, Pricing.TAKER)
+        quote_id = f"q-{uuid.uuid4().hex[:24]}"
+        expires_at = time.time_ns() + quotes.QUOTE_TTL_NS
+        answer = quotes.view(quote_id, expires_at, asset, q.collateral_amount, fitted, legs, books)
+        best = {s: (str(a[0][0]) if a else None) for s, (_, a) in books.items()}
+        await self.db[QUOTES].insert_one({
+            "_id": quote_id,
+            "account_id": who.account_id,
+            "expires": expires_at,
+            "legs": [{**x, "best_ask": best[x["symbol"]]} for x in answer["legs"]],
+        })
+        return answer
+
+    async def place_index(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        return await (await self.place_index_pending(who, params, request_id))
+
+    async def place_index_pending(
+        self, who: Principal, params: dict[str, Any], request_id: str
+    ) -> Awaitable[dict[str, Any]]:
+        """An index order by collateral amount; each leg's price cap from the quote or the book and the
+        slippage bound (gateway/quotes.py)."""
+        who.require("trade")
+        await self.take_order_token(who)
+        o = parse(api.PlaceIndexOrder, params)
+        await self.instruments_ready()
+        legs, asset = quotes.index_legs(o.legs, self.instruments.latest)
+        quote = None
+        if o.quote_id is not None:
+            quote = await self.db[QUOTES].find_one({"_id": o.quote_id, "account_id": who.account_id})
+            if quote is None or quote["expires"] < time.time_ns():
+                raise ApiError(40001, "invalid quote_id: no such quote, or it expired",
+                               {"field": "quote_id", "issue": "unknown or expired"})
+            if not quotes.same_legs(quote, legs):
+                raise ApiError(40001, "invalid quote_id: the quote is of other legs or weights",
+                               {"field": "quote_id", "issue": "other legs"})
+        caps: dict[str, Decimal | None] = {leg.symbol: None for leg in legs}
+        if quote is not None or o.max_slippage is not None:
+            refs = quotes.references(quote, legs, quotes.books_of(legs, self.depth))
+            slippage = o.max_slippage or Decimal(0)
+            caps = {s: quotes.price_cap(ref, slippage, self.instruments.latest[s]) for s, ref in refs.items()}
+        fields = {
+            "client_order_id": o.client_order_id,
+            "asset": asset,
+            "collateral_amount": o.collateral_amount,
+            "legs": [
+                {"symbol": leg.symbol, "weight": leg.weight, "price_cap": caps[leg.symbol]} for leg in legs
+            ],
+            "quote_id": o.quote_id,
+            "max_slippage": o.max_slippage,
+        }
+        return self.submit(who, INDEX, request_id, r.SubmitIndexOrder, fields, legs=[x.symbol for x in legs])
+
+    @answers("order.index.update")
+    async def update_index(self, who: Principal, params: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """A new collateral amount for an index order: collateral holds an increase, the router takes it."""
+        who.require("trade")
+        u = parse(api.UpdateIndexOrder, params)
+        doc = await self.order_doc(who, u.order_id)
+        if doc["symbol"] != INDEX:
+            raise ApiError(40905, f"{u.order_id} is not an index order", {"field": "order_id"}, status=409)
+        amount = u.collateral_amount
+        await self.order_command(who, r.UpdateIndexOrder, doc, request_id, collateral_amount=amount)
+        return {"order_id": u.order_id, "update": "requested"}
+
+    async def order_command(
+        self,
+        who: Principal,
+        kind: type[r.CancelOrder | r.ReplaceOrder | r.UpdateIndexOrder],
+        doc: dict[str, Any],
+        request_id: str,
+        **fields: Any,
+    ) -> None:
+        """A command about the caller's order `doc` (order_doc's) onto order.commands."""
+        if kind is not r.UpdateIndexOrder:
+            fields["symbol"] = doc["symbol"]
+        await self.enqueue(
+            "order.commands",
+            who.account_id,
+            kind(
+                command_id=f"gw-{uuid.uuid4().hex}",
+                ts_event=time.time_ns(),
+                account_id=who.account_id,
+                order_id=doc["order_id"],
+                client_order_id=doc["client_order_id"],
+                **fields,
+            ),
+            request_id,
+        )
 
     async def take_order_token(self, who: Principal, limit: Limit | None = None) -> None:
         """Refuse a new order while too many of this gateway's orders are out in the order path
@@ -483,7 +585,8 @@ class Gateway:
         who: Principal,
         symbol: str,
         request_id: str,
-        kind: type[r.SubmitOrder | r.SubmitBasket | r.SubmitOrderList | r.SubmitAlgoOrder],
+        kind: type[r.SubmitOrder | r.SubmitBasket | r.SubmitOrderList | r.SubmitAlgoOrder
+                   | r.SubmitIndexOrder],
         fields: dict[str, Any],
         placed: int | None = None,
         **extra: Any,
@@ -510,8 +613,8 @@ class Gateway:
         )
         legs = len(extra["legs"]) if "legs" in extra else 0
         ids = [f"{order_id}/{i}" for i in range(placed or legs)] if legs else [order_id]
-        if "algo" in extra:  # its children come later, one per slice: none is waited for here
-            ids = []
+        if "algo" in extra or symbol == INDEX:  # its children come later, slice by slice or round by round
+            ids = []  # (maybe much later): none is awaited
         self.outstanding.sent(who.account_id, ids)  # before the send: its report may come at once
         sent = self.enqueue("order.commands", who.account_id, command, request_id, doc)
 
@@ -558,14 +661,17 @@ class Gateway:
             doc = {**doc, **child} if leg.isdigit() else None
         elif doc is not None and leg:
             legs = doc.get("legs") or []
+            n = int(leg) if leg.isdigit() and legs else -1
+            if doc["symbol"] == INDEX and n >= 0:  # an index order's child n is of leg n % legs, any round
+                n %= len(legs)
             doc = (
                 None
-                if not leg.isdigit() or int(leg) >= len(legs)
+                if n < 0 or n >= len(legs)
                 else {
                     **doc,
                     "order_id": order_id,
                     "client_order_id": f"{doc['client_order_id']}/{leg}",
-                    "symbol": legs[int(leg)],
+                    "symbol": legs[n],
                 }
             )
         if doc is None:  # another account's order looks exactly like a missing one
@@ -584,19 +690,7 @@ class Gateway:
         who.require("trade")
         c = parse(api.CancelOrder, params)
         doc = await self.order_doc(who, c.order_id, to_change=True)
-        await self.enqueue(
-            "order.commands",
-            who.account_id,
-            r.CancelOrder(
-                command_id=f"gw-{uuid.uuid4().hex}",
-                ts_event=time.time_ns(),
-                account_id=who.account_id,
-                order_id=c.order_id,
-                client_order_id=doc["client_order_id"],
-                symbol=doc["symbol"],
-            ),
-            request_id,
-        )
+        await self.order_command(who, r.CancelOrder, doc, request_id)
         return {"order_id": c.order_id, "cancel": "requested"}
 
     @answers("order.replace")
@@ -604,27 +698,20 @@ class Gateway:
         who.require("trade")
         c = parse(api.ReplaceOrder, params)
         doc = await self.order_doc(who, c.order_id, to_change=True)
-        if doc.get("algo"):
-            raise ApiError(40904, "a TWAP/VWAP parent cannot be replaced; cancel it", {"field": "order_id"},
-                           status=409)
+        if doc["symbol"] == INDEX:
+            raise ApiError(
+                40905,
+                "an index order is changed with order.index.update (a new collateral amount)",
+                {"field": "order_id"},
+                status=409,
+            )
+        if doc.get("algo") or (doc.get("legs") and doc["order_id"] == c.order_id):
+            what = "a TWAP/VWAP parent" if doc.get("algo") else "an order list (OCO, bracket)"
+            raise ApiError(40904, f"{what} cannot be replaced; cancel it", {"field": "order_id"}, status=409)
         instrument = self.instruments.get(doc["symbol"])
         if instrument is not None:
             api.check_increments(instrument, c.quantity, price=c.price)
-        await self.enqueue(
-            "order.commands",
-            who.account_id,
-            r.ReplaceOrder(
-                command_id=f"gw-{uuid.uuid4().hex}",
-                ts_event=time.time_ns(),
-                account_id=who.account_id,
-                order_id=c.order_id,
-                client_order_id=doc["client_order_id"],
-                symbol=doc["symbol"],
-                quantity=c.quantity,
-                price=c.price,
-            ),
-            request_id,
-        )
+        await self.order_command(who, r.ReplaceOrder, doc, request_id, quantity=c.quantity, price=c.price)
         return {"order_id": c.order_id, "replace": "requested"}
 
     @answers("order.get")
@@ -793,7 +880,9 @@ def failed(op: str, exc: Exception, request_id: str) -> ApiError:
 
 
 # a failure is 50001: the client sends the order again
-ORDER_OPS = frozenset({"order.place", "order.basket", "order.oco", "order.bracket", "order.algo"})
+ORDER_OPS = frozenset(
+    {"order.place", "order.basket", "order.oco", "order.bracket", "order.algo", "order.index"}
+)
 UNAVAILABLE = (PyMongoError, KafkaError, ConnectionError, TimeoutError)
 
 
@@ -1034,7 +1123,8 @@ def _read(
 
 
 USER_TOPICS = (
-    "execution.reports", "collateral.events", "basket.events", "algo.events", "execution.positions"
+    "execution.reports", "collateral.events", "basket.events", "algo.events", "index.events",
+    "execution.positions",
 )
 MARKET_TOPICS = ("md.book", "md.trades", "md.ticker", "md.candles")
 MIRRORED = ("ref.instruments", "md.depth")
@@ -1050,6 +1140,8 @@ def _snake(name: str) -> str:
 
 ORDER_PATH = "/api/v1/orders/{order_id:[^/]+(?:/[0-9]+)?}"  # a basket's or list's child: <parent id>/<n>
 BASKET = "BASKET"  # the symbol of a basket's own order document (its legs carry the real ones)
+INDEX = "INDEX"  # likewise, an index order's
+QUOTES = "gateway_quotes"  # quotes, for QUOTE_TTL_NS (index orders placed from them read their prices)
 
 WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.place": Gateway.place,
@@ -1057,6 +1149,9 @@ WS_METHODS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "order.oco": Gateway.place_oco,
     "order.bracket": Gateway.place_bracket,
     "order.algo": Gateway.place_algo,
+    "quote.request": Gateway.quote,
+    "order.index": Gateway.place_index,
+    "order.index.update": Gateway.update_index,
     "order.cancel": Gateway.cancel,
     "order.replace": Gateway.replace,
     "order.get": _read(Gateway.get),
@@ -1070,6 +1165,7 @@ PIPELINED: dict[str, Callable[..., Awaitable[Awaitable[dict[str, Any]]]]] = {
     "order.oco": Gateway.place_oco_pending,
     "order.bracket": Gateway.place_bracket_pending,
     "order.algo": Gateway.place_algo_pending,
+    "order.index": Gateway.place_index_pending,
 }
 SIGNATURE_SWEEP_S = 60.0
 PIPELINE_DEPTH = 256  # orders of one connection queued for the broker before its frames wait
@@ -1136,6 +1232,12 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     app.router.add_post("/api/v1/oco", rest(Gateway.place_oco, "order.oco", body=True))
     app.router.add_post("/api/v1/brackets", rest(Gateway.place_bracket, "order.bracket", body=True))
     app.router.add_post("/api/v1/algo-orders", rest(Gateway.place_algo, "order.algo", body=True))
+    app.router.add_post("/api/v1/quotes", rest(Gateway.quote, "quote.request", body=True))
+    app.router.add_post("/api/v1/index-orders", rest(Gateway.place_index, "order.index", body=True))
+    app.router.add_patch(
+        "/api/v1/index-orders/{order_id}",
+        rest(Gateway.update_index, "order.index.update", body=True, path_param="order_id"),
+    )
     app.router.add_get(
         ORDER_PATH,
         rest(Gateway.get, "order.get", body=False, path_param="order_id", with_request_id=False),

@@ -3,7 +3,8 @@
 Several traders, each a real WebSocket client of the gateway, are created and funded through
 the admin API. For `--seconds` they place a realistic mix around a mid price (limit orders on
 both sides, IOC and market orders, cancels), and each places a stop, an iceberg, a basket, an OCO,
-a bracket, an order on the mock venue, two on the FIX venue (ADA-USD, QuickFIX/J's Executor) and a
+a bracket, an index order by collateral amount (a quote of BTC-USD and ETH-USD, then the order placed
+from it), an order on the mock venue, two on the FIX venue (ADA-USD, QuickFIX/J's Executor) and a
 TWAP parent order (BTC-USD, sliced by the router into IOC children once a second). A live line
 every second shows orders/s, acks, fills, the p50/p99 from sending `order.place` to the order's
 first execution report, and the BTC-USD book top.
@@ -18,7 +19,9 @@ Then every open order is canceled and, once every order is final, the demo check
   quantity of its last report;
 - order lists: at most one leg of an OCO traded; a bracket's exits never exceed what its entry
   filled, and at most one of them traded;
-- TWAP: every parent ended, its filled quantity and slice count equal to its children's reports.
+- TWAP: every parent ended, its filled quantity and slice count equal to its children's reports;
+- index orders: each ended (canceled with the rest, or completed) with no child open, and what
+  it reports spent is exactly its children's fills plus their fees.
 Exit status 0 only when every check passes.
 """
 
@@ -51,6 +54,10 @@ MARKETS = {  # symbol: (mid, tick, lot, most lots per order)
 }
 MOCK = ("SOL-USD", D(100), D("0.01"), D("0.01"))
 FIX = "ADA-USD"  # at the FIX venue (QuickFIX/J's Executor): marketable limits fill at its 0.50
+INDEX = {  # an index order by collateral amount: a unit is 0.001 BTC and 0.01 ETH (about 50 USD)
+    "legs": [{"symbol": "BTC-USD", "weight": "0.001"}, {"symbol": "ETH-USD", "weight": "0.01"}],
+    "collateral_amount": "500",
+}
 
 
 @dataclass
@@ -66,6 +73,8 @@ class Trader:
     n: int = 0
     slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    index: dict[str, dict[str, Any]] = field(default_factory=dict)  # index order id -> its last event
+    quoted: dict[str, str] = field(default_factory=dict)  # index order id -> the units its quote said
 
     def cid(self) -> str:
         self.n += 1
@@ -114,6 +123,10 @@ async def listen(trader: Trader, stats: Stats) -> None:
             update = frame["data"]
             if update["sequence"] > trader.algos.get(update["order_id"], {}).get("sequence", 0):
                 trader.algos[update["order_id"]] = update
+        if frame.get("type") == "index_order_updated":
+            event = frame["data"]
+            if event["sequence"] > trader.index.get(event["order_id"], {}).get("sequence", 0):
+                trader.index[event["order_id"]] = event
             continue
         if frame.get("type") != "execution_report":
             continue
@@ -170,6 +183,9 @@ async def cancel(trader: Trader, order_id: str) -> None:
 async def place(trader: Trader, stats: Stats, params: dict[str, Any]) -> None:
     assert trader.session is not None
     cid = trader.cid()
+    if "collateral_amount" in params:
+        await place_index(trader, stats, cid, params)
+        return
     trader.sent[cid] = time.monotonic()
     params = dict(params)
     method = params.pop("method", "order.basket" if "legs" in params else "order.place")
@@ -200,6 +216,22 @@ async def place_algo(trader: Trader, stats: Stats, params: dict[str, Any]) -> No
         stats.placed += 1
         trader.algos.setdefault(result["order_id"], {"order_id": result["order_id"], "status": "WORKING",
                                                      "sequence": 0})
+    except ApiCallError:
+        stats.refused += 1
+
+
+async def place_index(trader: Trader, stats: Stats, cid: str, params: dict[str, Any]) -> None:
+    """A quote, then the index order placed from it (child prices capped 2% above the quote's)."""
+    assert trader.session is not None
+    try:
+        quote = await trader.session.call("quote.request", params)
+        placed = await trader.session.call(
+            "order.index",
+            {"client_order_id": cid, **params, "quote_id": quote["quote_id"], "max_slippage": "0.02"},
+        )
+        trader.quoted[placed["order_id"]] = quote["units"]
+        trader.index.setdefault(placed["order_id"], {})
+        stats.placed += 1
     except ApiCallError:
         stats.refused += 1
 
@@ -287,6 +319,7 @@ async def trade(trader: Trader, stats: Stats, seconds: float, rate: float, seed:
             "take_profit_price": str(btc_mid + 14 * btc_tick),
             "stop_price": str(btc_mid - 30 * btc_tick),
         },
+        INDEX,
         {"symbol": FIX, "side": "BUY", "order_type": "LIMIT", "price": "0.6",
          "quantity": str(rng.randint(20, 100))},
         {"symbol": FIX, "side": "SELL", "order_type": "LIMIT", "price": "0.45",
@@ -327,6 +360,10 @@ async def cancel_everything(trader: Trader) -> None:
         if update["status"] == "WORKING" and update["sequence"]:
             with contextlib.suppress(ApiCallError):
                 await trader.session.call("order.cancel", {"order_id": order_id})
+    for order_id, last in list(trader.index.items()):
+        if last.get("status") in (None, "WORKING"):
+            with contextlib.suppress(ApiCallError):
+                await trader.session.call("order.cancel", {"order_id": order_id})
     for order_id, seqs in list(trader.reports.items()):
         if seqs and trader.last(order_id)["status"] not in FINAL:
             with contextlib.suppress(ApiCallError):
@@ -340,11 +377,43 @@ async def settle(traders: list[Trader], timeout_s: float = 90.0) -> bool:
     while time.monotonic() < deadline:
         await asyncio.gather(*(cancel_everything(t) for t in traders))
         await asyncio.sleep(2)
-        if all(t.last(o)["status"] in FINAL for t in traders for o in t.reports) and not any(
-            t.sent for t in traders
-        ) and all(algo_ended(t) for t in traders):
+        if (
+            all(t.last(o)["status"] in FINAL for t in traders for o in t.reports)
+            and not any(t.sent for t in traders)
+            and all(algo_ended(t) for t in traders)
+            and all(ended(e) for t in traders for e in t.index.values())
+        ):
             return True
     return False
+
+
+def ended(event: dict[str, Any]) -> bool:
+    """An index order's last event says it is over: no round to come, no child open."""
+    return event.get("status") in ("CANCELED", "COMPLETED", "REJECTED") and event.get("open_children") == 0
+
+
+def index_failures(trader: Trader) -> list[str]:
+    """Each index order ended, and spent exactly its children's fills plus their fees."""
+    failures = []
+    for order_id, last in trader.index.items():
+        if not ended(last):
+            failures.append(f"{trader.account} index order {order_id} has not ended: {last}")
+            continue
+        children = [o for o in trader.reports if o.startswith(f"{order_id}/")]
+        spent = sum(
+            (D(rep["last_fill_quantity"]) * D(rep["last_fill_price"])
+             for o in children for rep in trader.reports[o].values()
+             if rep.get("last_fill_quantity") and D(rep["last_fill_quantity"]) > 0),
+            D(0),
+        ) + sum((D(trader.last(o)["fees"]) for o in children), D(0))
+        if D(last["spent"]) != spent:
+            failures.append(f"{trader.account} index order {order_id}: spent {last['spent']} != its "
+                            f"children's fills and fees {spent}")
+        print(f"{trader.account} index order {order_id}: quoted {trader.quoted.get(order_id)} units, "
+              f"filled {plain(D(last['units']))} in {last['rounds']} rounds, spent "
+              f"{plain(D(last['spent']))} of {plain(D(last['collateral_amount']))} USD, "
+              f"{last['status'].lower()}")
+    return failures
 
 
 async def history(http: aiohttp.ClientSession, trader: Trader) -> dict[str, dict[str, Any]]:
@@ -539,6 +608,8 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
         failures.append(f"history: {missing} orders missing from MongoDB")
     failures += linked_orders(traders)
     failures += twap_checks(traders)
+    for t in traders:
+        failures += index_failures(t)
     checked = [
         "report sequences gap-free",
         "ledger per trader exact",
@@ -547,6 +618,7 @@ async def checks(http: aiohttp.ClientSession, traders: list[Trader], stats: Stat
         "MongoDB history == last reports",
         "order lists linked (one OCO leg traded at most; bracket exits within the entry's fills)",
         "TWAP parents == their children",
+        "index orders ended, spent == their children's fills + fees",
     ]
     if failures:
         print("END-STATE CHECKS FAILED:")

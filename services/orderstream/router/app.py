@@ -23,15 +23,19 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from orderstream.common import records as r
 from orderstream.common.app import Delivery, Service
 from orderstream.common.basket import basket_of, children, list_orders, placed_at_once
+from orderstream.common.index import CANCELED, COMPLETED, WORKING, Leg, unit_step
+from orderstream.common.index import refused as index_refused
 from orderstream.common.mirror import Mirror
 from orderstream.common.record import Record
 from orderstream.common.rejections import command_rejected, submit_rejected
 from orderstream.common.state import Changes, Emit, StateStore
 from orderstream.common.topics import CLIENT_COMMAND_RECORDS
-from orderstream.router.domain import algo
+from orderstream.router.domain import algo, index
 from orderstream.router.domain.basket import finished, on_child_report, open_basket
 from orderstream.router.domain.risk import Exposure, Limits
 from orderstream.router.fixvenue import FixVenue
@@ -47,6 +51,7 @@ ORDER_EVENTS = "order.events"
 VENUE_EVENTS = "venue.events"
 ALGO_EVENTS = "algo.events"
 ALGO_SCHEDULE = "algo.schedule"
+INDEX_EVENTS = "index.events"
 LOST = 10**9  # venue sequence of an event the router makes up for an order the venue lost
 SLICE_RESEND_S = 5.0  # a SendAlgoSlice not applied after this long is sent again (ignored if it was)
 
@@ -116,6 +121,34 @@ def _dec(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
 
 
+def _release(doc: dict[str, Any], ts: int, command_id: str | None = None) -> Record:
+    """Tell collateral a parent (index order, TWAP/VWAP) is finished: what its pool holds goes back once
+    it has seen each of the `sent` children end (the release and the children's reports come on different
+    topics). Sent once per parent (a second one, with the same id, would have collateral send its events
+    again)."""
+    return r.ReleaseParentHold(
+        command_id=command_id or f"{doc['order_id']}:release",
+        ts_event=ts,
+        account_id=doc["account_id"],
+        order_id=doc["order_id"],
+        reason=doc["status"],
+        children=doc.get("sent", 0),
+    )
+
+
+def _resize(doc: dict[str, Any], amount: Decimal, cmd: r.UpdateIndexOrder) -> Record:
+    """Tell collateral the index order's collateral amount as the router took it: what the pool holds
+    beyond it is released (an increase was held by collateral before the update came here)."""
+    return r.ResizeParentHold(
+        command_id=f"{cmd.command_id}:resize",
+        ts_event=cmd.ts_event,
+        account_id=cmd.account_id,
+        order_id=cmd.order_id,
+        update_command_id=cmd.command_id,
+        amount=amount,
+    )
+
+
 def load_exposure(changes: Changes, account_id: str, order_ids: Sequence[str]) -> Exposure:
     """The account's exposure with the open-order entries of `order_ids`: each entry is a
     document of its own (`x|<account>|<order>`), the rules read the totals kept in the
@@ -134,7 +167,7 @@ class RouterWorker:
         outputs = {
             name: service.output(name)
             for name in (ORDER_EVENTS, "match.commands", "basket.events", VENUE_EVENTS, "collateral.commands",
-                         ALGO_EVENTS, ALGO_SCHEDULE)
+                         ALGO_EVENTS, ALGO_SCHEDULE, INDEX_EVENTS)
         }
         self.outputs = outputs
         self.state = StateStore(service, "router-state", outputs, settings.dedupe_window)
@@ -145,6 +178,8 @@ class RouterWorker:
         self.algos: set[str] = set()  # keys of the parents (`g|<account>|<parent>`) the timer looks at
         self.algos_generation = -1
         self.ticked: dict[tuple[str, int], float] = {}  # (parent, slice) -> when its SendAlgoSlice was sent
+        self.depth = Mirror(service, "md.depth", r.DepthSnapshot)  # the books index orders are fitted to
+        self.rates: dict[str, index.Rate] = {}  # per venue: child orders of index orders
         adapters: list[VenueAdapter] = [MockVenue(name, cfg) for name, cfg in settings.mock_venues.items()]
         self.fix_venues = {
             name: FixVenue(name, cfg, Path(cfg.store or Path(settings.data_dir, "router", "fix", name)))
@@ -265,8 +300,14 @@ class RouterWorker:
 
     async def on_funded(self, record: Record, delivery: Delivery) -> None:
         assert isinstance(record, CLIENT_COMMAND_RECORDS)  # what order.funded carries
-        for mirror in (self.instruments, self.kills, self.tickers):
+        for mirror in (self.instruments, self.kills, self.tickers, self.depth):
             await mirror.wait()
+        if isinstance(record, r.SubmitIndexOrder | r.UpdateIndexOrder) or (
+            isinstance(record, r.CancelOrder)
+            and f"i|{record.account_id}|{record.order_id}" in self.state.docs()
+        ):
+            await self._index_command(record, delivery.partition)
+            return
         cmd = record
         if isinstance(cmd, r.SubmitAlgoOrder) or (
             isinstance(cmd, r.CancelOrder | r.ReplaceOrder)
@@ -339,6 +380,141 @@ class RouterWorker:
             await self.state.flush()
         for doc in to_place:
             await self._place(doc)
+
+    # -- index orders (router/domain/index.py) -----------------------------------------
+
+    def _books(self, doc: dict[str, Any]) -> index.Books:
+        """The asks of each leg's latest depth snapshot, with when the matcher took it."""
+        books: dict[str, tuple[int, list[tuple[Decimal, Decimal]]]] = {}
+        for leg in doc["legs"]:
+            snap = self.depth.get(leg["symbol"])
+            if snap is not None:
+                asks = [(x.price, x.quantity) for x in snap.levels if x.side == r.BookSide.ASK]
+                books[leg["symbol"]] = (snap.ts_event, asks)
+        return books
+
+    def _plan(self, doc: dict[str, Any], ts: int) -> tuple[dict[str, Any], list[r.SubmitOrder]] | None:
+        """The document after the next round and the round's children; None when no round is due."""
+        books = self._books(doc)
+        if doc["status"] != WORKING or index.open_children(doc) or not index.books_moved(doc, books):
+            return None
+        trial = orjson.loads(orjson.dumps(doc))
+        limit = self.limits(doc["account_id"]).max_order_quantity
+        children, _ = index.plan(trial, books, self.instruments.latest, limit, ts)
+        if not children and (trial["status"], trial["reason"]) == (doc["status"], doc["reason"]):
+            return None
+        return trial, children
+
+    def _rate_allows(self, children: list[r.SubmitOrder]) -> bool:
+        """Take the venues' order-rate budget for `children`, all or none."""
+        counts: dict[str, int] = {}
+        for c in children:
+            counts[self.venue_of(c.symbol)] = counts.get(self.venue_of(c.symbol), 0) + 1
+        now = time.monotonic()
+        rates = {
+            venue: self.rates.setdefault(
+                venue, index.Rate(self.settings.venue_order_rate.get(venue, self.settings.index_order_rate))
+            )
+            for venue in counts
+        }
+        if any(not rates[v].room(n, now) for v, n in counts.items()):
+            return False
+        for v, n in counts.items():
+            rates[v].take(n, now)
+        return True
+
+    def _index_round(
+        self, changes: Changes, key: str, doc: dict[str, Any], ts: int, to_place: list[dict[str, Any]]
+    ) -> list[Emit]:
+        """Store `doc` after its next round, if one is due and the venues' rates allow it (else as given),
+        or delete it with its last event once it has ended and no child is open."""
+        out: list[Emit] = []
+        planned = self._plan(doc, ts)
+        if planned is not None and self._rate_allows(planned[1]):
+            before, (doc, children) = doc, planned
+            if children:
+                ids = [c.order_id for c in children]
+                exposure = load_exposure(changes, doc["account_id"], ids)
+                for c in children:
+                    out += self._route(changes, exposure, c, to_place)
+                store_exposure(changes, doc["account_id"], exposure, ids)
+            elif doc["status"] == WORKING and doc["reason"] != before["reason"]:  # why it waits, once
+                out.append(Emit(INDEX_EVENTS, doc["account_id"], index.progress(doc, ts)))
+        if doc["status"] != WORKING and not index.open_children(doc):
+            return out + self._index_end(changes, key, doc, ts)
+        changes.put(key, doc)
+        return out
+
+    def _index_end(self, changes: Changes, key: str, doc: dict[str, Any], ts: int) -> list[Emit]:
+        """The last event of an index order, and the release of what its pool still holds."""
+        changes.delete(key)
+        return [
+            Emit(INDEX_EVENTS, doc["account_id"], index.progress(doc, ts)),
+            Emit("collateral.commands", doc["account_id"], _release(doc, ts)),
+        ]
+
+    async def _index_command(
+        self, cmd: r.SubmitIndexOrder | r.UpdateIndexOrder | r.CancelOrder, partition: int
+    ) -> None:
+        key = f"i|{cmd.account_id}|{cmd.order_id}"
+        ts = time.time_ns()
+        to_place: list[dict[str, Any]] = []
+
+        def step(changes: Changes) -> list[Emit]:
+            doc = changes.get(key)
+            if isinstance(cmd, r.SubmitIndexOrder):
+                if doc is not None:
+                    return []
+                legs = [Leg(x.symbol, x.weight) for x in cmd.legs]
+                if any(self.instruments.get(x.symbol) is None for x in cmd.legs):
+                    gone = {"order_id": cmd.order_id, "account_id": cmd.account_id, "status": "REJECTED"}
+                    return [Emit(INDEX_EVENTS, cmd.account_id, index_refused(cmd, "UNKNOWN_SYMBOL", ts)),
+                            Emit("collateral.commands", cmd.account_id, _release(gone, ts))]
+                doc = index.open_index(cmd, unit_step(legs, self.instruments.latest), partition)
+                return [Emit(INDEX_EVENTS, cmd.account_id, index.progress(doc, ts)),
+                        *self._index_round(changes, key, doc, ts, to_place)]
+            if doc is None:  # ended already: what an update may have held more is released again
+                gone = {"order_id": cmd.order_id, "account_id": cmd.account_id, "status": "ENDED"}
+                return [Emit("collateral.commands", cmd.account_id,
+                             _release(gone, ts, f"{cmd.command_id}:release"))]
+            out: list[Emit] = []
+            if isinstance(cmd, r.UpdateIndexOrder):
+                if cmd.refusal is not None:  # collateral could not hold the increase: the amount stays
+                    taken, doc["reason"] = Decimal(doc["collateral"]), cmd.refusal
+                else:
+                    taken, doc["reason"] = index.update(doc, cmd.collateral_amount), None
+                out.append(Emit("collateral.commands", cmd.account_id, _resize(doc, taken, cmd)))
+                out.append(Emit(INDEX_EVENTS, cmd.account_id, index.progress(doc, ts)))
+            elif doc["status"] in (WORKING, COMPLETED):  # a cancel: no next round; the release and the
+                doc["status"], doc["reason"] = CANCELED, "CLIENT_REQUEST"  # last event once no child is open
+            return out + self._index_round(changes, key, doc, ts, to_place)
+
+        if await self.state.apply(f"order.funded:{cmd.command_id}", step, partition) and to_place:
+            await self.state.flush()
+            await self._place_all(to_place)
+
+    async def index_rounds(self) -> None:
+        """The next round of every index order between rounds whose books have moved (a timer)."""
+        app = self.service.app
+        recovery: Any = app.tables.recovery  # type: ignore[attr-defined]  # on TableManager, not its type
+        if app.rebalancing or not recovery.completed.is_set():
+            return
+        await self.state.flush()  # what handlers applied is stored before a timer step joins in
+        for key, doc in [(k, d) for k, d in self.state.docs().items() if k.startswith("i|")]:
+            ts = time.time_ns()
+            if self._plan(doc, ts) is None:
+                continue
+            to_place: list[dict[str, Any]] = []
+
+            def step(
+                changes: Changes, key: str = key, ts: int = ts, to_place: list[dict[str, Any]] = to_place
+            ) -> list[Emit]:
+                current = changes.get(key)
+                return [] if current is None else self._index_round(changes, key, current, ts, to_place)
+
+            await self.state.apply(f"index.round:{key}:{ts}", step, doc["p"])
+            await self.state.flush()
+            await self._place_all(to_place)
 
     async def _place(self, doc: dict[str, Any]) -> None:
         self.placing[doc["order_id"]] = doc
@@ -464,7 +640,8 @@ class RouterWorker:
                     changes.put(lkey, bracket)
                 else:
                     changes.delete(lkey)
-            if exposure.on_report(rep):
+            tracked = exposure.on_report(rep)
+            if tracked:
                 store_exposure(changes, rep.account_id, exposure, [rep.order_id])
             # a parent hears of its child even when risk refused the child (no exposure entry)
             if parent is None:
@@ -473,6 +650,12 @@ class RouterWorker:
             parent_doc = changes.get(gkey)
             if parent_doc is not None:
                 return self._algo_child_report(changes, gkey, parent_doc, rep)
+            ikey = f"i|{rep.account_id}|{parent[0]}"
+            doc = changes.get(ikey)
+            if doc is not None:  # an index order's child: a child refused by risk was never tracked
+                return self._index_report(changes, ikey, doc, rep)
+            if not tracked:
+                return []
             bkey = f"b|{rep.account_id}|{parent[0]}"
             basket = changes.get(bkey)
             if basket is None or not on_child_report(basket, parent[1], rep):
@@ -494,23 +677,11 @@ class RouterWorker:
         out = [Emit(ALGO_EVENTS, doc["account_id"], event)]
         if algo.ended(doc):
             changes.delete(key)
-            out += self._release(doc, now)
+            out.append(Emit("collateral.commands", doc["account_id"], _release(doc, now)))
         else:
             changes.put(key, doc)
             self.algos.add(key)
         return out
-
-    def _release(self, doc: dict[str, Any], now: int) -> list[Emit]:
-        """Tell collateral the parent is finished: what its pool still holds goes back (once its child
-        under way has ended: the parent ends only then)."""
-        release = r.ReleaseParentHold(
-            command_id=f"{doc['order_id']}:release",
-            ts_event=now,
-            account_id=doc["account_id"],
-            order_id=doc["order_id"],
-            reason=doc["status"],
-        )
-        return [Emit("collateral.commands", doc["account_id"], release)]
 
     async def on_algo_command(
         self, cmd: r.SubmitAlgoOrder | r.CancelOrder | r.ReplaceOrder, delivery: Delivery
@@ -619,6 +790,20 @@ class RouterWorker:
             )
         self.ticked = {m: t for m, t in self.ticked.items() if clock - t < SLICE_RESEND_S}
 
+    def _index_report(
+        self, changes: Changes, key: str, doc: dict[str, Any], rep: r.ExecutionReport
+    ) -> list[Emit]:
+        """A child's report allocated to its leg; the order's progress once its round is over."""
+        if not index.on_child_report(doc, rep):
+            return []
+        if index.open_children(doc):
+            changes.put(key, doc)
+            return []
+        if doc["status"] != WORKING:
+            return self._index_end(changes, key, doc, rep.ts_event)
+        changes.put(key, doc)
+        return [Emit(INDEX_EVENTS, rep.account_id, index.progress(doc, rep.ts_event))]
+
     # -- venue streams ---------------------------------------------------------------
 
     async def pump(self, name: str) -> None:
@@ -703,4 +888,5 @@ def build(settings: RouterSettings | None = None) -> Service:
     service.consume(ALGO_SCHEDULE)(worker.on_algo_slice)
     service.app.timer(settings.reconcile_interval_s)(worker.reconcile)
     service.app.timer(settings.algo_tick_s)(worker.algo_timer)
+    service.app.timer(settings.index_round_interval_s)(worker.index_rounds)
     return service

@@ -59,3 +59,16 @@ class RouterSettings(ServiceSettings):
         6 * 3600.0, gt=0, description="Trades kept per symbol (md.trades, seconds back): VWAP volume and the "
         "window's benchmarks; a longer window's benchmark covers only this much."
     )
+    index_round_interval_s: float = Field(
+        0.25, gt=0, description="How often index orders between rounds are looked at for the next round."
+    )
+    venue_order_rate: dict[str, float] = Field(
+        default_factory=dict,
+        description="Child orders per second index orders may send to a venue, by venue (JSON); "
+        "the others get index_order_rate.",
+    )
+    index_order_rate: float = Field(
+        50.0,
+        gt=0,
+        description="Child orders per second index orders may send to a venue not in venue_order_rate.",
+    )

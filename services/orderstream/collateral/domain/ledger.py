@@ -95,7 +95,8 @@ class Pool:
     (a fill or trigger of one leg cancels the other at the venue, in the same step); BRACKET,
     what the exits can cost for the quantity the entry has filled and they have not, plus the
     reserve; PARENT (TWAP/VWAP, index orders, whose owner plans children within it), its whole
-    amount until the owner closes it and no child is open.
+    amount until the owner closes it and every child it created (its count comes with the close)
+    has been seen and has ended.
     """
 
     kind: str
@@ -111,6 +112,7 @@ class Pool:
     exits_filled: Decimal = ZERO
     entry_price: Decimal | None = None  # BRACKET on a sell entry: what its proceeds are at least
     fired: str | None = None  # OCO: the leg that filled or triggered first (the venue canceled the other)
+    expected: int = 0  # PARENT: children its owner created (ReleaseParentHold), each seen before it is done
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -119,7 +121,7 @@ class Pool:
             "entry_quantity": str(self.entry_quantity), "entry_filled": str(self.entry_filled),
             "entry_done": self.entry_done, "exits_filled": str(self.exits_filled),
             "entry_price": None if self.entry_price is None else str(self.entry_price),
-            "fired": self.fired,
+            "fired": self.fired, "expected": self.expected,
         }
 
     @classmethod
@@ -128,7 +130,7 @@ class Pool:
             d["kind"], d["asset"], d["symbol"], Decimal(d["amount"]), list(d["members"]), d["closing"],
             d["entry"], Decimal(d["entry_quantity"]), Decimal(d["entry_filled"]), d["entry_done"],
             Decimal(d["exits_filled"]), None if d["entry_price"] is None else Decimal(d["entry_price"]),
-            d["fired"],
+            d["fired"], d.get("expected", 0),  # pools stored before it: 0, none is awaited
         )
 
 
@@ -360,7 +362,7 @@ class Account:
         pool = self.pools.get(cmd.order_id)
         if pool is None or pool.kind != PARENT:
             return []
-        pool.closing = True
+        pool.closing, pool.expected = True, cmd.children
         return self._rebalance(cmd.order_id, None, f"{cmd.command_id}:0", cmd.ts_event, cmd.reason)
 
     # -- pools --------------------------------------------------------------------
@@ -369,7 +371,7 @@ class Account:
         """What a pool must hold now (see `Pool`)."""
         members = [self.holds[m] for m in pool.members if m in self.holds]
         if pool.kind == PARENT:
-            return ZERO if pool.closing and not members else pool.amount
+            return ZERO if self._pool_done(pool) else pool.amount
         assert inst is not None, f"a {pool.kind} pool needs its instrument"
         if pool.kind == OCO:
             live = [self.holds[m] for m in pool.members if m in self.holds and pool.fired in (None, m)]
@@ -397,7 +399,9 @@ class Account:
             return not open_members
         if pool.kind == BRACKET:
             return pool.entry_done and (not open_members or pool.entry_filled == 0)
-        return pool.closing and not open_members
+        # a PARENT: closed, and every child its owner created seen (a child's first report can come
+        # after the ReleaseParentHold) and ended
+        return pool.closing and not open_members and len(pool.members) >= pool.expected
 
     def _rebalance(
         self, pool_id: str, inst: r.Instrument | None, event_id: str, ts: int, reason: str

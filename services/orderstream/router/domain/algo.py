@@ -29,6 +29,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from orderstream.common import records as r
+from orderstream.common.basket import ioc_child
 from orderstream.common.trading import QUANTUM, TERMINAL, ZERO
 
 MS = 1_000_000
@@ -129,27 +130,8 @@ def plan_slice(
 def child_order(doc: dict[str, Any], k: int, quantity: Decimal, ts: int) -> r.SubmitOrder:
     """Child `<parent>/<k>`: IOC at the limit price, or a market order (an unpriced sell)."""
     price = None if doc["limit_price"] is None else Decimal(doc["limit_price"])
-    return r.SubmitOrder(
-        command_id=f"algo:{doc['order_id']}:{k}",
-        ts_event=ts,
-        account_id=doc["account_id"],
-        order_id=f"{doc['order_id']}/{k}",
-        client_order_id=f"{doc['client_order_id']}/{k}",
-        symbol=doc["symbol"],
-        side=r.Side(doc["side"]),
-        order_type=r.OrderType.MARKET if price is None else r.OrderType.LIMIT,
-        time_in_force=r.TimeInForce.IOC,
-        quantity=quantity,
-        price=price,
-        stop_price=None,
-        trailing_offset=None,
-        trailing_offset_type=None,
-        display_quantity=None,
-        quote_budget=None,
-        post_only=False,
-        expire_at=None,
-        self_trade_prevention=r.SelfTradePrevention.CANCEL_NEWEST,
-    )
+    return ioc_child(doc, k, f"algo:{doc['order_id']}:{k}", ts, doc["symbol"], r.Side(doc["side"]), quantity,
+                     price)
 
 
 def sliced(
