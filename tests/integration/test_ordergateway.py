@@ -302,3 +302,30 @@ async def test_market_data_pushes_the_book_last_trade_and_tick(gateway: dict[str
         assert sub["result"] == {"symbols": ["BTC-USD"]}
         unsub = await request(ws, "s3", "unsubscribe", {"symbols": ["BTC-USD"]})
         assert unsub["result"] == {"symbols": []}
+
+
+async def test_parent_orders_beyond_the_document_go_the_gateways_order_path(gateway: dict[str, Any]) -> None:
+    """/orders also takes the gateway's parent orders in its own field names (JSON numbers too): an OCO,
+    a bracket and a TWAP are answered ACCEPTED once on the broker, and a bad OCO names its field."""
+    b: Client = gateway["B"]
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(gateway, "/orders")) as orders:
+        assert (await login(orders, b))["result"]["authenticated"] is True
+        oco = await request(orders, "oco1", "order.oco", '{"symbol": "BTC-USD", "side": "SELL", '
+                            '"quantity": 0.01, "price": 70000, "stop_price": 60000, "account_id": "B"}')
+        bracket = await request(orders, "br1", "order.bracket", '{"symbol": "BTC-USD", "side": "BUY", '
+                                '"quantity": 0.01, "price": 30000, "take_profit_price": 31000, '
+                                '"stop_price": 29000}')
+        twap = await request(orders, "tw1", "order.algo", {
+            "symbol": "BTC-USD", "side": "SELL", "algo": "TWAP", "quantity": "0.02", "duration_ms": 10000,
+            "slice_interval_ms": 1000})
+        for answer in (oco, bracket, twap):
+            assert answer["result"]["status"] == "ACCEPTED", answer
+        bad = await request(orders, "oco2", "order.oco", {
+            "symbol": "BTC-USD", "side": "SELL", "quantity": "0.01", "price": "50000", "stop_price": "60000"})
+        assert (bad["error"]["code"], bad["error"]["details"]["field"]) == (40001, "price")
+    sent = {c.order_id: c for c in await commands(gateway, "B")}
+    lists = [sent[a["result"]["order_id"]] for a in (oco, bracket)]
+    assert [(type(c).__name__, c.contingency.value, c.client_order_id) for c in lists] == [  # type: ignore[attr-defined]
+        ("SubmitOrderList", "OCO", "id:oco1"), ("SubmitOrderList", "BRACKET", "id:br1")]
+    assert [o.price for o in lists[1].orders] == [Decimal(30000), Decimal(31000), None]  # type: ignore[attr-defined]
+    assert type(sent[twap["result"]["order_id"]]).__name__ == "SubmitAlgoOrder"

@@ -36,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from orderstream.common import records as r
 from orderstream.gateway.api import CLIENT_ID_PATTERN
 from orderstream.gateway.app import (
+    PIPELINED,
+    WS_METHODS,
     Connection,
     Gateway,
     Reply,
@@ -55,8 +57,10 @@ from orderstream.gateway.ratelimit import SharedBuckets
 log = logging.getLogger(__name__)
 
 ORDERS, MARKET_DATA, USER_DATA = "/orders", "/market-data", "/user-data"
+# Beyond the document: the gateway's parent orders and quotes, in its own field names (README: the gateway)
+PARENTS = ("order.basket", "order.oco", "order.bracket", "order.algo", "order.index")
 METHODS = {
-    ORDERS: ("auth.login", "order.place", "order.cancel", "order.replace"),
+    ORDERS: ("auth.login", "order.place", "order.cancel", "order.replace", *PARENTS, "quote.request"),
     MARKET_DATA: ("auth.login", "subscribe", "unsubscribe"),
     USER_DATA: ("auth.login",),
 }
@@ -358,6 +362,10 @@ class OrderGateway:
                 raise ApiError(40100, "log in first (auth.login)", status=401)
             elif method == "order.place":
                 return await self.place(conn.principal, rid, params, request_id)
+            elif method in PARENTS:
+                return await self.place_parent(conn.principal, rid, method, params, request_id)
+            elif method == "quote.request":
+                result = await WS_METHODS[method](gw, conn.principal, params, request_id)
             elif method in ("order.cancel", "order.replace"):
                 result = await self.change(conn.principal, method, params, request_id)
             else:
@@ -430,7 +438,22 @@ class OrderGateway:
             queued = await self.gw.place_pending(who, fields, request_id, limit)
         except ApiError as e:
             raise renamed(e) from None
-        pending = pipelined(rid, "order.place", request_id, queued)
+        return self.accepted(pipelined(rid, "order.place", request_id, queued))
+
+    async def place_parent(
+        self, who: Principal, rid: Any, method: str, params: dict[str, Any], request_id: str
+    ) -> Awaitable[Reply]:
+        """A basket, order list, TWAP/VWAP or index order in the gateway's own fields; answered like
+        order.place (its child orders' reports come on /user-data)."""
+        fields = dict(params)
+        own_account(who, fields)
+        fields.setdefault("client_order_id", client_order_id(rid))
+        queued = await PIPELINED[method](self.gw, who, fields, request_id)
+        return self.accepted(pipelined(rid, method, request_id, queued))
+
+    @staticmethod
+    def accepted(pending: Awaitable[dict[str, Any]]) -> Awaitable[Reply]:
+        """The document's answer to an order once it is on the broker: ACCEPTED with its ids."""
 
         async def answer() -> Reply:
             frame = await pending
