@@ -10,27 +10,32 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 
 .PHONY: bench help install web tools test test-unit test-integration lint schemas-lock infra-install infra-start \
-        infra-stop infra-status infra-clean up down status demo clean
+        infra-stop infra-status infra-clean up down status demo docs clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,docs]"
 	@rm -f $(VENV)/.installed-* && touch $@
 
-# The web pages' chart library: lightweight-charts from npm at the version web/package-lock.json pins,
-# copied into the gateway's static files (git-ignored; the package data ships it).
-CHART_JS := services/orderstream/gateway/static/vendor/lightweight-charts.standalone.production.js
+# The gateway's browser libraries, from npm at the versions web/package-lock.json pins (npm ci, no install
+# scripts), copied into the gateway's static files (git-ignored; the package data ships them): the web pages'
+# chart library (lightweight-charts) and the interactive API docs at /api/v1/docs (swagger-ui-dist).
+VENDOR := services/orderstream/gateway/static/vendor
+WEB_VENDOR := $(VENDOR)/.fetched
 
-$(CHART_JS): web/package.json web/package-lock.json
-	cd web && npm ci --no-audit --no-fund
-	mkdir -p $(dir $@) && cp web/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js $@
+$(WEB_VENDOR): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --ignore-scripts
+	mkdir -p $(VENDOR)
+	cp web/node_modules/lightweight-charts/dist/lightweight-charts.standalone.production.js $(VENDOR)/
+	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/
+	touch $@
 
-web: $(CHART_JS) ## Fetch the web pages' chart library (npm ci in web/) into the gateway's static files
+web: $(WEB_VENDOR) ## Fetch the gateway's browser libraries (npm ci in web/): chart library, Swagger UI
 
-install: $(STAMP) $(CHART_JS) ## Create .venv and install Orderstream with its dev tools and the web pages' library
+install: $(STAMP) $(WEB_VENDOR) ## Create .venv and install Orderstream with its dev and docs tools and the browser libraries
 
 KUSTOMIZE := .cache/bin/kustomize
 
@@ -39,13 +44,13 @@ $(KUSTOMIZE):
 
 tools: $(KUSTOMIZE) ## Build the test tools the suite needs (kustomize, from the Go module proxy, into .cache/bin)
 
-test: $(STAMP) $(KUSTOMIZE) $(CHART_JS) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_BOOTSTRAP_SERVERS/MONGO_URL or Docker are there
+test: $(STAMP) $(KUSTOMIZE) $(WEB_VENDOR) ## Run every test; starts a local Kafka + FerretDB unless KAFKA_BOOTSTRAP_SERVERS/MONGO_URL or Docker are there
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-unit: $(STAMP) $(KUSTOMIZE) ## Run the unit tests only (no servers)
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
-test-integration: $(STAMP) $(CHART_JS) ## Run the integration and end-to-end tests (real Kafka and MongoDB-wire server)
+test-integration: $(STAMP) $(WEB_VENDOR) ## Run the integration and end-to-end tests (real Kafka and MongoDB-wire server)
 	$(BIN)/python -m pytest tests/integration tests/e2e $(PYTEST_ARGS)
 
 bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorderbook, matcher via the broker, collector into MongoDB, gateway
@@ -58,7 +63,7 @@ bench: $(STAMP) ## Benchmarks (not part of `make test`): matching core vs pyorde
 	$(BIN)/python bench/bench_fix.py
 
 lint: $(STAMP) ## ruff and mypy (strict on services/)
-	$(BIN)/ruff check services tests deploy/local bench
+	$(BIN)/ruff check services tests deploy/local bench docs/hooks docs/examples
 	$(BIN)/mypy
 
 schemas-lock: $(STAMP) ## Lock new schema versions (refuses incompatible changes) and regenerate records.py
@@ -79,7 +84,7 @@ infra-status: ## Show whether the local servers run
 infra-clean: ## Stop the local servers and delete their data and logs
 	$(INFRA) clean
 
-up: $(STAMP) $(CHART_JS) ## Run the system: Kafka + MongoDB-wire server + FIX venue (Executor), topics, instruments, all six services, demo keys
+up: $(STAMP) $(WEB_VENDOR) ## Run the system: Kafka + MongoDB-wire server + FIX venue (Executor), topics, instruments, all six services, demo keys
 	$(BIN)/orderstream up
 
 down: ## Stop everything `make up` started
@@ -90,6 +95,12 @@ status: $(STAMP) ## Show what runs: supervisor, each service's /healthz, the loc
 
 demo: $(STAMP) ## Live traffic through the gateway (after `make up`), then end-state checks
 	$(BIN)/orderstream demo $(DEMO_ARGS)
+
+DOCS_SITE := build/docs
+
+docs: $(STAMP) ## Build the docs site (mkdocs, material theme) into build/docs, the AsyncAPI topics page included
+	$(BIN)/mkdocs build --strict --site-dir $(DOCS_SITE)
+	@echo "open $(DOCS_SITE)/index.html"
 
 clean: ## Remove the virtualenv and caches (keeps .cache/ installs: see infra-clean)
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -264,7 +264,7 @@ async def _count_is(page: Any, selector: str, n: int) -> bool:
 
 
 def test_screenshots_were_saved() -> None:
-    """What the README links (docs/screenshots/ holds a copy of one run's)."""
+    """What docs/operations.md shows (docs/screenshots/ holds a copy of one run's)."""
     for name in ("trading.png", "ops.png"):
         path: Path = SHOTS / name
         if not path.exists():

@@ -1270,6 +1270,9 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     from orderstream.gateway import console  # the web pages and the operator views
 
     console.register(app, gw)
+    from orderstream.gateway import apidocs  # Swagger UI of the OpenAPI document at /api/v1/docs
+
+    apidocs.register(app, gw)
     return app
 
 
