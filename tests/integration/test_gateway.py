@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
+from orderstream.client import GatewayClient as Client
 from orderstream.common import records as r
-from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC
 from tests.integration.gateway_process import running_gateway

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from orderstream.common import records as r
+from orderstream.common.history import balance_key
 from orderstream.common.record import Record
 
 TERMINAL = frozenset({r.OrderStatus.FILLED, r.OrderStatus.CANCELED, r.OrderStatus.REJECTED,
@@ -65,11 +66,6 @@ def balance_document(event: Record) -> dict[str, Any]:
     doc.update(_id=doc.pop("event_id"), type=type(event).__name__,
                ts=when(event.ts_event), ts_ns=event.ts_event)  # type: ignore[attr-defined]
     return doc
-
-
-def balance_key(account_id: str, asset: str) -> str:
-    """`_id` of an account's balance of one asset (`balances`); account ids never hold `|`."""
-    return f"{account_id}|{asset}"
 
 
 def balance_state_document(event: Record) -> dict[str, Any]:

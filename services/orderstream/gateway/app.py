@@ -32,9 +32,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
-from orderstream.collector.history import balances, open_orders, order_history
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable, schema_ids
+from orderstream.common.history import balances, open_orders, order_history
 from orderstream.common.index import Pricing, fit
 from orderstream.common.logs import logging_config
 from orderstream.common.mirror import Mirror

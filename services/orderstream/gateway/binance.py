@@ -40,9 +40,9 @@ from urllib.parse import parse_qsl, unquote_plus
 from aiohttp import web
 
 from orderstream.collector.documents import TERMINAL
-from orderstream.collector.history import LIVE, balances
 from orderstream.common import records as r
 from orderstream.common.decimals import API_MAX
+from orderstream.common.history import LIVE, balances
 from orderstream.gateway import api
 from orderstream.gateway.app import UNAVAILABLE, Gateway, parse
 from orderstream.gateway.auth import Principal

@@ -1,5 +1,7 @@
-"""The traders' read model, read-only, for the gateway: order history (newest first, paged),
-open orders (paged) and balances."""
+"""The traders' read model in MongoDB: the collections the collector writes and the gateway reads,
+and the read queries: order history (newest first, paged), open orders (paged) and balances.
+
+Both services share this module and the topics, never each other's code."""
 
 from __future__ import annotations
 
@@ -9,13 +11,17 @@ from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from orderstream.collector.documents import balance_key
-from orderstream.collector.store import ACCOUNT_BALANCES, ORDERS
-
+ORDERS = "trader_orders"  # one document per order, its latest state (`_id` = order id)
+ACCOUNT_BALANCES = "balances"  # one document per account and asset, `_id` = `<account>|<asset>`
 MAX_PAGE = 500
 _NS_MAX = 2**63 - 1  # the cursor's time is a MongoDB 64-bit integer
 MAX_OPEN_PAGE = 1000
 LIVE = ("NEW", "ACCEPTED", "PARTIALLY_FILLED", "TRIGGERED", "REPLACED")
+
+
+def balance_key(account_id: str, asset: str) -> str:
+    """`_id` of an account's balance of one asset (`balances`); account ids never hold `|`."""
+    return f"{account_id}|{asset}"
 
 
 @dataclass(frozen=True)
