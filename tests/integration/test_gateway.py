@@ -535,8 +535,8 @@ async def test_balances_open_orders_and_history_come_from_the_read_model(
 ) -> None:
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    from orderstream.collector.documents import order_document
     from orderstream.collector.store import write_batch
+    from orderstream.common.history import order_document
 
     a, b = gateway["A"], gateway["B"]
     db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]  # the collector's read model

@@ -21,9 +21,9 @@ from motor.motor_asyncio import AsyncIOMotorClient
 
 from orderstream.client import GatewayClient as Client
 from orderstream.client import sign
-from orderstream.collector.documents import order_document
 from orderstream.collector.store import write_batch
 from orderstream.common import records as r
+from orderstream.common.history import order_document
 from orderstream.common.topics import create_topics
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC, instrument

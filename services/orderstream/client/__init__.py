@@ -34,7 +34,7 @@ async def main() -> None:
             while True:
                 event = await stream.next_event(timeout=30)
                 report = event.get("data", {})
-                if event["type"] == "execution_report" and report["order_id"] == placed.order_id:
+                if event.get("type") == "execution_report" and report["order_id"] == placed.order_id:
                     print(placed.order_id, report["status"])
                     break
             await client.cancel_order(placed.order_id)

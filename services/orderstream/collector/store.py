@@ -15,10 +15,9 @@ from orderstream.collector.documents import (
     event_document,
     latest_per_balance,
     latest_per_order,
-    order_document,
 )
 from orderstream.common import records as r
-from orderstream.common.history import ACCOUNT_BALANCES, ORDERS
+from orderstream.common.history import ACCOUNT_BALANCES, ORDERS, order_document
 from orderstream.common.record import Record
 
 DUPLICATE_KEY = 11000

@@ -35,22 +35,22 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orderstream.common import records as r
 from orderstream.gateway.api import CLIENT_ID_PATTERN
-from orderstream.gateway.app import (
-    Connection,
-    Gateway,
+from orderstream.gateway.app import Gateway
+from orderstream.gateway.auth import Principal
+from orderstream.gateway.core import parse
+from orderstream.gateway.errors import ApiError
+from orderstream.gateway.jsonrpc import (
     Reply,
     count,
     error_frame,
-    failed,
     method_of,
-    parse,
     pipelined,
     read_frame,
     websocket_endpoint,
 )
-from orderstream.gateway.auth import Principal
-from orderstream.gateway.errors import ApiError
 from orderstream.gateway.ratelimit import SharedBuckets
+from orderstream.gateway.rest import failed
+from orderstream.gateway.streams import Connection
 
 log = logging.getLogger(__name__)
 
