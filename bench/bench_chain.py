@@ -92,9 +92,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import servers
+from orderstream.client import ApiCallError, GatewayClient
 from orderstream.common.settings import DEFAULT_PARTITIONS
 from orderstream.ops import demo, platform, tools
-from orderstream.ops.client import ApiCallError, GatewayClient
 from orderstream.ops.demo import FINAL, Trader
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orderstream.ops.client import GatewayClient, Session
+from orderstream.client import GatewayClient, Session
 from orderstream.ops.demo import new_traders
 from orderstream.ops.platform import load_credentials, run_dir
 

@@ -24,11 +24,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.servers import servers
+from orderstream.client import sign
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, schema_ids
 from orderstream.common.records import ALL_RECORDS
 from orderstream.common.topics import create_topics
-from orderstream.gateway.auth import sign
 
 CODEC = AvroCodec(ALL_RECORDS, schema_ids(None))
 ORDERS = int(os.environ.get("BENCH_ORDERS", "20000"))

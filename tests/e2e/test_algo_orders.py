@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orderstream.ops.client import ApiCallError, Session
+from orderstream.client import ApiCallError, Session
 from tests.e2e.test_platform import client, settled, total
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from orderstream.client import ApiCallError, GatewayClient, Session
 from orderstream.common.index import Leg, Pricing, fit
-from orderstream.ops.client import ApiCallError, GatewayClient, Session
 from orderstream.ops.platform import publish_instruments, wait_for_balances
 from tests.e2e.stack import instrument
 

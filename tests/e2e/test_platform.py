@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orderstream.ops.client import GatewayClient, Session
+from orderstream.client import GatewayClient, Session
 from orderstream.ops.platform import SETTINGS
 from tests.e2e.conftest import orderstream
 from tests.fix_client import FixClient, now

@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from orderstream.ops.client import GatewayClient
+from orderstream.client import GatewayClient
 from tests.kafka_tools import ROOT, eventually
 
 pytestmark = pytest.mark.integration

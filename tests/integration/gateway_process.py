@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from orderstream.client import GatewayClient as Client
 from orderstream.common.topics import create_topics
-from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC, instrument
 from tests.kafka_tools import Worker, free_port, produce, unique_prefix

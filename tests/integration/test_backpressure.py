@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from orderstream.ops.client import GatewayClient as Client
+from orderstream.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC
 from tests.integration.gateway_process import running_gateway

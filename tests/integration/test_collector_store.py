@@ -12,10 +12,9 @@ from typing import Any
 import pytest
 from motor.motor_asyncio import AsyncIOMotorClient, AsyncIOMotorDatabase
 
-from orderstream.collector.documents import action
-from orderstream.collector.history import order_history
 from orderstream.collector.store import ensure_indexes, write_batch
 from orderstream.common import records as r
+from orderstream.common.history import action, order_history
 from tests.reports import lifecycle, report
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from openapi_spec_validator import validate
 
+from orderstream.client import GatewayClient as Client
 from orderstream.common import records as r
-from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC
 from tests.integration.gateway_process import running_gateway
@@ -535,8 +535,8 @@ async def test_balances_open_orders_and_history_come_from_the_read_model(
 ) -> None:
     from motor.motor_asyncio import AsyncIOMotorClient
 
-    from orderstream.collector.documents import order_document
     from orderstream.collector.store import write_batch
+    from orderstream.common.history import order_document
 
     a, b = gateway["A"], gateway["B"]
     db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]  # the collector's read model

@@ -18,8 +18,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from motor.motor_asyncio import AsyncIOMotorClient
 
+from orderstream.client import GatewayClient as Client
 from orderstream.common.topics import spec, topic_configs
-from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.integration.gateway_process import running_gateway
 from tests.kafka_tools import free_port

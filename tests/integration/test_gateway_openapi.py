@@ -30,9 +30,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from orderstream.client import GatewayClient as Client
+from orderstream.client import sign
 from orderstream.gateway import api
-from orderstream.gateway.auth import sign
-from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.integration.gateway_process import running_gateway
 

@@ -15,9 +15,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from orderstream.client import GatewayClient as Client
+from orderstream.client import sign
 from orderstream.common import records as r
-from orderstream.gateway.auth import sign
-from orderstream.ops.client import GatewayClient as Client
 from tests import reports
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC

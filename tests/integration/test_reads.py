@@ -19,12 +19,12 @@ import pytest
 from cryptography.fernet import Fernet
 from motor.motor_asyncio import AsyncIOMotorClient
 
-from orderstream.collector.documents import order_document
+from orderstream.client import GatewayClient as Client
+from orderstream.client import sign
 from orderstream.collector.store import write_batch
 from orderstream.common import records as r
+from orderstream.common.history import order_document
 from orderstream.common.topics import create_topics
-from orderstream.gateway.auth import sign
-from orderstream.ops.client import GatewayClient as Client
 from tests.conftest import Infra
 from tests.e2e.stack import CODEC, instrument
 from tests.kafka_tools import Worker, free_port, produce, unique_prefix

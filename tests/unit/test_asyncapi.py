@@ -12,7 +12,7 @@ import yaml
 from orderstream.common import asyncapi
 from orderstream.common.schemas import load_sources
 from orderstream.common.topics import CATALOG
-from orderstream.gateway import app as gateway
+from orderstream.gateway import core as gateway
 
 ROOT = Path(__file__).resolve().parents[2]
 FAUST_SERVICES = ("collateral", "router", "matcher", "execution", "collector")

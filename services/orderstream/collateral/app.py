@@ -9,7 +9,7 @@ Collateral is the one gate every new order passes, so it is where a repeated ord
 recognised however late it comes: each order id it decided (funded or refused) leaves a
 marker document `o|<order id>` for `order_memory_s` after the order's own time, besides its
 hold while the order is open. The gateway resends a repeated client_order_id only while the
-original is younger than its `resend_within_s`, which is shorter (README: the gateway). A
+original is younger than its `resend_within_s`, which is shorter (docs/api.md). A
 marker is deleted by a later step of its own partition once it has expired, a few per step.
 """
 

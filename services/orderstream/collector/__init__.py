@@ -1,1 +1,3 @@
-"""Writes execution reports to MongoDB order history (issue 6)."""
+"""Collector: writes execution reports and balance changes to the traders' read model in MongoDB
+(order state, order events, balance history, current balances), idempotently in batches; the
+gateway reads it through common/history.py."""

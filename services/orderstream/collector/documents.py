@@ -7,69 +7,26 @@ queries and TTLs) plus the exact nanoseconds in `ts_ns`.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from orderstream.common import records as r
+from orderstream.common.history import balance_key, fields_of, plain, when
 from orderstream.common.record import Record
-
-TERMINAL = frozenset({r.OrderStatus.FILLED, r.OrderStatus.CANCELED, r.OrderStatus.REJECTED,
-                      r.OrderStatus.EXPIRED})
-
-
-def plain(value: Any) -> Any:
-    """A value as stored: decimals as normalized strings, enums as their names."""
-    if isinstance(value, Decimal):
-        return format(value.normalize(), "f")
-    if isinstance(value, StrEnum):
-        return str(value)
-    return value
-
-
-def when(ts_ns: int) -> datetime:
-    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
-
-
-def action(report: r.ExecutionReport) -> str:
-    """new, updated or closed: what this report did to the trader's order."""
-    if report.status in TERMINAL:
-        return "closed"
-    return "new" if report.sequence <= 1 else "updated"
-
-
-def _fields(rec: Record) -> dict[str, Any]:
-    return {k: plain(v) for k, v in rec if k != "ts_event"}
-
-
-def order_document(report: r.ExecutionReport) -> dict[str, Any]:
-    """The latest state of an order (`trader_orders`, _id = order id)."""
-    doc = _fields(report)
-    doc.pop("event_id")
-    doc.update(_id=report.order_id, ts=when(report.ts_event), ts_ns=report.ts_event,
-               action=action(report), last_event_id=report.event_id)
-    return doc
 
 
 def event_document(report: r.ExecutionReport) -> dict[str, Any]:
     """One report as it happened (`order_events`, _id = event id)."""
-    doc = _fields(report)
+    doc = fields_of(report)
     doc.update(_id=report.event_id, ts=when(report.ts_event), ts_ns=report.ts_event)
     return doc
 
 
 def balance_document(event: Record) -> dict[str, Any]:
     """One collateral event (`balance_history`, _id = event id)."""
-    doc = _fields(event)
+    doc = fields_of(event)
     doc.update(_id=doc.pop("event_id"), type=type(event).__name__,
                ts=when(event.ts_event), ts_ns=event.ts_event)  # type: ignore[attr-defined]
     return doc
-
-
-def balance_key(account_id: str, asset: str) -> str:
-    """`_id` of an account's balance of one asset (`balances`); account ids never hold `|`."""
-    return f"{account_id}|{asset}"
 
 
 def balance_state_document(event: Record) -> dict[str, Any]:

@@ -15,14 +15,13 @@ from orderstream.collector.documents import (
     event_document,
     latest_per_balance,
     latest_per_order,
-    order_document,
 )
 from orderstream.common import records as r
+from orderstream.common.history import ACCOUNT_BALANCES, ORDERS, order_document
 from orderstream.common.record import Record
 
 DUPLICATE_KEY = 11000
-ORDERS, EVENTS, BALANCES = "trader_orders", "order_events", "balance_history"
-ACCOUNT_BALANCES = "balances"  # one document per account and asset, `_id` = `<account>|<asset>`
+EVENTS, BALANCES = "order_events", "balance_history"
 
 
 @dataclass

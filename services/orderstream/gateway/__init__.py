@@ -1,1 +1,4 @@
-"""Public WebSocket and REST API (aiohttp): auth, validation, commands out, streams in (issue 4)."""
+"""Gateway: the public API in front of the topics (aiohttp). Signed REST, the JSON-RPC WebSocket,
+the OrderGateway document API, a Binance-compatible API and FIX order entry; orders and admin
+commands out to the topics, execution reports, balances and market data back to the clients.
+app.py wires the rooms (core, orders, reads, streams, admin) and the protocols together."""

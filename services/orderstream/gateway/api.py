@@ -17,9 +17,9 @@ from pydantic import (
     model_validator,
 )
 
-from orderstream.collector.history import MAX_PAGE, parse_cursor
 from orderstream.common import records as r
 from orderstream.common.decimals import API_MAX
+from orderstream.common.history import MAX_PAGE, parse_cursor
 from orderstream.common.topics import CATALOG, dlq_name
 from orderstream.gateway.errors import ApiError
 

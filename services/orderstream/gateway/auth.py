@@ -3,7 +3,7 @@
 Accounts and keys live in MongoDB (the gateway's own collections). A key's
 secret is stored only encrypted (Fernet, with the gateway's secret key): the
 server needs the secret itself to check an HMAC, so a hash would not do.
-A request is signed with HMAC-SHA256 over `timestamp + METHOD + path + body`;
+A request is signed with HMAC-SHA256 over `timestamp + METHOD + path + body` (common/signing.py);
 the timestamp must be within the receive window, and a signature is accepted
 once (a replay inside the window is refused). Secrets are never logged.
 
@@ -16,7 +16,6 @@ for the clocks of other gateways; nothing else bounds the collection.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
 import time
@@ -28,17 +27,12 @@ from typing import Any
 from cryptography.fernet import Fernet
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from orderstream.common.signing import sign
 from orderstream.gateway.batching import Coalescer
 from orderstream.gateway.errors import ApiError
 
 PERMISSIONS = ("trade", "read", "admin")
 MAX_KEY_ID = 128
-
-
-def sign(secret: str, timestamp: str, method: str, path: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 a client sends as X-OS-SIGNATURE."""
-    msg = timestamp.encode() + method.upper().encode() + path.encode() + body
-    return hmac.new(secret.encode(), msg, hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)

@@ -39,15 +39,17 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
-from orderstream.collector.documents import TERMINAL
-from orderstream.collector.history import LIVE, balances
 from orderstream.common import records as r
 from orderstream.common.decimals import API_MAX
+from orderstream.common.history import LIVE, balances
+from orderstream.common.trading import TERMINAL
 from orderstream.gateway import api
-from orderstream.gateway.app import UNAVAILABLE, Gateway, parse
+from orderstream.gateway.app import Gateway
 from orderstream.gateway.auth import Principal
 from orderstream.gateway.binance_market import INTERVALS_MS, MarketCache, bn, bn_symbol, ms, number
+from orderstream.gateway.core import parse
 from orderstream.gateway.errors import ApiError
+from orderstream.gateway.rest import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -1385,7 +1387,7 @@ def binance_status(status: str | None, filled: Decimal, reason: str | None) -> s
 
 def report_state(report: r.ExecutionReport) -> dict[str, Any]:
     """An execution report as the stored state of its order (what `trader_orders` holds)."""
-    from orderstream.collector.documents import order_document
+    from orderstream.common.history import order_document
 
     return order_document(report)
 

@@ -31,10 +31,12 @@ from aiohttp import web
 
 from orderstream.common import records as r
 from orderstream.common.mirror import Mirror
-from orderstream.gateway.app import Connection, Gateway, serve
+from orderstream.gateway.app import Gateway
 from orderstream.gateway.auth import Principal
 from orderstream.gateway.binance_market import INTERVALS_MS, bn, bn_symbol, ms, number
 from orderstream.gateway.docapi import Book
+from orderstream.gateway.jsonrpc import serve
+from orderstream.gateway.streams import Connection
 
 if TYPE_CHECKING:
     from orderstream.gateway.binance import BinanceApi

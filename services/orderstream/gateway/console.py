@@ -27,8 +27,10 @@ from aiohttp import web
 from aiokafka.errors import KafkaError
 
 from orderstream.gateway import api
-from orderstream.gateway.app import Gateway, answers, parse, rest
+from orderstream.gateway.app import Gateway
 from orderstream.gateway.auth import Principal
+from orderstream.gateway.core import answers, parse
+from orderstream.gateway.rest import rest
 from orderstream.ops import platform, tools
 
 log = logging.getLogger(__name__)

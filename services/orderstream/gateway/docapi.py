@@ -35,29 +35,29 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from orderstream.common import records as r
 from orderstream.gateway.api import CLIENT_ID_PATTERN
-from orderstream.gateway.app import (
+from orderstream.gateway.app import Gateway
+from orderstream.gateway.auth import Principal
+from orderstream.gateway.core import parse
+from orderstream.gateway.errors import ApiError
+from orderstream.gateway.jsonrpc import (
     PIPELINED,
     WS_METHODS,
-    Connection,
-    Gateway,
     Reply,
     count,
     error_frame,
-    failed,
     method_of,
-    parse,
     pipelined,
     read_frame,
     websocket_endpoint,
 )
-from orderstream.gateway.auth import Principal
-from orderstream.gateway.errors import ApiError
 from orderstream.gateway.ratelimit import SharedBuckets
+from orderstream.gateway.rest import failed
+from orderstream.gateway.streams import Connection
 
 log = logging.getLogger(__name__)
 
 ORDERS, MARKET_DATA, USER_DATA = "/orders", "/market-data", "/user-data"
-# Beyond the document: the gateway's parent orders and quotes, in its own field names (README: the gateway)
+# Beyond the document: the gateway's parent orders and quotes, in its own field names (docs/api.md)
 PARENTS = ("order.basket", "order.oco", "order.bracket", "order.algo", "order.index")
 METHODS = {
     ORDERS: ("auth.login", "order.place", "order.cancel", "order.replace", *PARENTS, "quote.request"),

@@ -1,1 +1,3 @@
-"""The internal venue: price-time-priority books per symbol (issue 3)."""
+"""Matcher: the internal venue. One price-time-priority book per symbol; it matches orders, keeps
+order lists (OCO, bracket) linked, and publishes fills and market data (book updates, trades,
+depth snapshots)."""

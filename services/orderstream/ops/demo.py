@@ -43,7 +43,7 @@ from typing import Any
 
 import aiohttp
 
-from orderstream.ops.client import ApiCallError, GatewayClient, Session
+from orderstream.client import ApiCallError, GatewayClient, Session
 from orderstream.ops.platform import load_credentials, run_dir
 
 FINAL = {"FILLED", "CANCELED", "REJECTED", "EXPIRED"}

@@ -256,7 +256,7 @@ async def health(http: aiohttp.ClientSession, ports: dict[str, int]) -> dict[str
 
 async def seed_accounts(base: str, creds: dict[str, Any]) -> dict[str, Any]:
     """alice and bob with keys and deposits, made once (the caller keeps them in credentials.json)."""
-    from orderstream.ops.client import GatewayClient
+    from orderstream.client import GatewayClient
 
     admin = (creds["admin"]["key_id"], creds["admin"]["secret"])
     async with aiohttp.ClientSession() as http:

@@ -1,21 +1,68 @@
-"""The traders' read model, read-only, for the gateway: order history (newest first, paged),
-open orders (paged) and balances."""
+"""The traders' read model in MongoDB: the collections the collector writes and the gateway reads,
+and the read queries: order history (newest first, paged), open orders (paged) and balances.
+
+Decimals are stored as strings: exact, and stored the same by MongoDB and by FerretDB (which has no
+Decimal128). Times as a BSON date (milliseconds, for queries and TTLs) plus the exact nanoseconds in
+`ts_ns`. Both services share this module and the topics, never each other's code."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from motor.motor_asyncio import AsyncIOMotorDatabase
 
-from orderstream.collector.documents import balance_key
-from orderstream.collector.store import ACCOUNT_BALANCES, ORDERS
+from orderstream.common import records as r
+from orderstream.common.record import Record
+from orderstream.common.trading import TERMINAL
 
+ORDERS = "trader_orders"  # one document per order, its latest state (`_id` = order id)
+ACCOUNT_BALANCES = "balances"  # one document per account and asset, `_id` = `<account>|<asset>`
 MAX_PAGE = 500
 _NS_MAX = 2**63 - 1  # the cursor's time is a MongoDB 64-bit integer
 MAX_OPEN_PAGE = 1000
 LIVE = ("NEW", "ACCEPTED", "PARTIALLY_FILLED", "TRIGGERED", "REPLACED")
+
+
+def balance_key(account_id: str, asset: str) -> str:
+    """`_id` of an account's balance of one asset (`balances`); account ids never hold `|`."""
+    return f"{account_id}|{asset}"
+
+
+def plain(value: Any) -> Any:
+    """A value as stored: decimals as normalized strings, enums as their names."""
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f")
+    if isinstance(value, StrEnum):
+        return str(value)
+    return value
+
+
+def when(ts_ns: int) -> datetime:
+    return datetime.fromtimestamp(ts_ns / 1e9, UTC)
+
+
+def action(report: r.ExecutionReport) -> str:
+    """new, updated or closed: what this report did to the trader's order."""
+    if report.status in TERMINAL:
+        return "closed"
+    return "new" if report.sequence <= 1 else "updated"
+
+
+def fields_of(rec: Record) -> dict[str, Any]:
+    return {k: plain(v) for k, v in rec if k != "ts_event"}
+
+
+def order_document(report: r.ExecutionReport) -> dict[str, Any]:
+    """The latest state of an order (`trader_orders`, _id = order id)."""
+    doc = fields_of(report)
+    doc.pop("event_id")
+    doc.update(_id=report.order_id, ts=when(report.ts_event), ts_ns=report.ts_event,
+               action=action(report), last_event_id=report.event_id)
+    return doc
 
 
 @dataclass(frozen=True)
