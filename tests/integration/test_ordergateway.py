@@ -329,3 +329,33 @@ async def test_parent_orders_beyond_the_document_go_the_gateways_order_path(gate
         ("SubmitOrderList", "OCO", "id:oco1"), ("SubmitOrderList", "BRACKET", "id:br1")]
     assert [o.price for o in lists[1].orders] == [Decimal(30000), Decimal(31000), None]  # type: ignore[attr-defined]
     assert type(sent[twap["result"]["order_id"]]).__name__ == "SubmitAlgoOrder"
+
+
+async def test_user_data_pushes_a_parents_progress_in_the_documents_shape(gateway: dict[str, Any]) -> None:
+    """A TWAP's and an index order's progress events reach /user-data as order updates (the document's
+    fields first, then the parent's own), amounts as JSON numbers from their digits."""
+    c: Client = gateway["C"]
+    now = time.time_ns()
+    twap = r.AlgoOrderUpdated(
+        event_id="tw:1", ts_event=now, account_id="C", order_id="BTC-USD-tw", client_order_id="tw",
+        symbol="BTC-USD", side="BUY", algo="TWAP", sequence=1, status="WORKING", quantity=Decimal("0.6"),
+        filled_quantity=Decimal("0.2"), average_price=Decimal("30000.5"), window_twap=Decimal("30001"),
+        slices_sent=3, start_at=now, end_at=now + 10**10)
+    index = r.IndexOrderUpdated(
+        event_id="ix:1", ts_event=now, account_id="C", order_id="INDEX-ix", client_order_id="ix", sequence=1,
+        status="COMPLETED", asset="USD", collateral_amount=Decimal(1000), spent=Decimal("998.25"),
+        left=Decimal("1.75"), units=Decimal(7), rounds=2, open_children=0, legs=[])
+    async with aiohttp.ClientSession() as http, http.ws_connect(ws_url(gateway, "/user-data")) as user:
+        assert (await login(user, c))["result"]["authenticated"] is True
+        await asyncio.sleep(1)  # the report reader is positioned at the end of the topics
+        for topic, event in (("algo.events", twap), ("index.events", index)):
+            await produce(gateway["bootstrap"], gateway["prefix"] + topic, [(b"C", CODEC.encode(event), {})])
+        pushed = [await user.receive_str(timeout=20) for _ in range(2)]
+    by_id = {json.loads(p)["data"]["order_id"]: json.loads(p, parse_float=Decimal)["data"] for p in pushed}
+    assert {k: by_id["BTC-USD-tw"][k] for k in ("status", "kind", "filled_quantity", "average_price")} == {
+        "status": "WORKING", "kind": "TWAP", "filled_quantity": Decimal("0.2"),
+        "average_price": Decimal("30000.5")}
+    assert {k: by_id["INDEX-ix"][k] for k in ("status", "kind", "units", "spent", "left")} == {
+        "status": "COMPLETED", "kind": "INDEX", "units": 7, "spent": Decimal("998.25"),
+        "left": Decimal("1.75")}
+    assert all(json.loads(p)["stream"] == "user_data" for p in pushed)

@@ -174,6 +174,26 @@ def order_update(report: r.ExecutionReport) -> dict[str, Any]:
     }
 
 
+def parent_update(event: r.AlgoOrderUpdated | r.IndexOrderUpdated) -> dict[str, Any]:
+    """A TWAP/VWAP or index order's progress in the shape of the document's order update (its fields
+    first), with what the parent adds: `kind`, and its own figures."""
+    data: dict[str, Any] = {
+        "order_id": event.order_id,
+        "client_order_id": event.client_order_id,
+        "status": str(event.status),  # a StrEnum's str is its value
+        "timestamp": event.ts_event // 1_000_000,
+        "reason": event.reason,
+    }
+    if isinstance(event, r.AlgoOrderUpdated):
+        data |= {"kind": str(event.algo), "symbol": event.symbol, "filled_quantity": event.filled_quantity,
+                 "average_price": event.average_price, "quantity": event.quantity,
+                 "window_twap": event.window_twap, "window_vwap": event.window_vwap}
+    else:
+        data |= {"kind": "INDEX", "units": event.units, "asset": event.asset,
+                 "collateral_amount": event.collateral_amount, "spent": event.spent, "left": event.left}
+    return {"stream": "user_data", "data": data}
+
+
 class Bucket:
     """A token bucket in this process: `rate` tokens a second, at most `rate` (at least 1) at once."""
 
@@ -217,7 +237,11 @@ class DocConnection(Connection):
         self.flusher = loop.create_task(self._flush()) if endpoint == MARKET_DATA else None
 
     def user_message(self, event: Any, frame: str) -> str | None:
-        return dumps(order_update(event)) if isinstance(event, r.ExecutionReport) else None
+        if isinstance(event, r.ExecutionReport):
+            return dumps(order_update(event))
+        if isinstance(event, r.AlgoOrderUpdated | r.IndexOrderUpdated):
+            return dumps(parent_update(event))
+        return None
 
     def market_message(self, record: Any, frame: str) -> str | None:
         self.api.market(record)
