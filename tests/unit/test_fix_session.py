@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -320,3 +321,25 @@ async def test_a_silent_counterparty_is_tested_then_dropped(tmp_path: Path) -> N
 def test_passwords_never_reach_a_log() -> None:
     raw = b"8=FIX.4.4\x019=30\x0135=A\x01553=alice\x01554=hunter2\x0110=000\x01"
     assert "hunter2" not in redacted(raw) and "554=***" in redacted(raw)
+
+
+async def test_a_logout_is_stored_as_received_before_it_is_answered(ends: Ends) -> None:
+    """A process killed the moment the other side has its Logout answer must not expect the Logout
+    again: its next Logon would ask a resend the other side may never answer, and drop what follows."""
+    await ends.listen()
+    client = await ends.connect()
+    await logged_on(client, ends.server)
+    server = ends.server
+    assert server is not None
+    answered: list[tuple[str, int]] = []
+    send = server._send
+
+    def recording_send(msg_type: str, *args: Any, **kwargs: Any) -> Any:
+        answered.append((msg_type, server.store.next_target))
+        return send(msg_type, *args, **kwargs)
+
+    server._send = recording_send  # type: ignore[method-assign]
+    logout_seq = client.store.next_sender
+    await client.logout("bye")
+    await eventually("the server's Logout answer", lambda: any(t == "5" for t, _ in answered))
+    assert ("5", logout_seq + 1) in answered

@@ -456,11 +456,16 @@ class Session:
             self.store.set_next_target(max(int(msg.require(36)), seq + 1))
             return
         if t == "1":
+            self.store.set_next_target(seq + 1)  # stored before the answer, as for a Logout
             self._send("0", [(112, msg.require(112))])
+            return
         elif t == "5":
+            # Stored before the answer: a process killed once the other side has the answer must not
+            # expect this message again (it would ask for a resend the other side may never answer,
+            # and drop what comes next: found by the gateway-restart test).
+            self.store.set_next_target(seq + 1)
             if not self._logout_sent:
                 self._logout()
-            self.store.set_next_target(seq + 1)
             self.close(f"Logout from the other side: {msg.get(58) or ''}".rstrip(": "))
             return
         elif t not in ("0", "2"):
