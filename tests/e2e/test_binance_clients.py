@@ -112,7 +112,9 @@ async def test_ccxt_two_accounts_cross_and_see_the_trade_and_exact_balances(trad
     got = await until(lambda: _closed(alice, sell["id"]), "alice's sell filled in the read model")
     assert (got["filled"], got["average"], got["cost"]) == (0.5, 31000.0, 15500.0)
 
-    mine = {w: await c.fetch_my_trades("BTC/USD") for w, c in traders.items()}
+    # each account's fills reach the read model on its own partition: wait for both, not only alice's
+    mine = {w: await until(lambda c=c: c.fetch_my_trades("BTC/USD"), f"{w}'s trade in the read model")
+            for w, c in traders.items()}
     assert [
         (t["side"], t["price"], t["amount"], t["takerOrMaker"], t["fee"]["cost"]) for t in mine["alice"]
     ] == [("sell", 31000.0, 0.5, "maker", 15.5)]
