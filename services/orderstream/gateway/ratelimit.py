@@ -70,8 +70,12 @@ class SharedBuckets:
     async def _take_ahead(self, key: str, n: int) -> list[float]:
         """`n` tokens for the requests waiting, and up to `lease` more kept as spare."""
         granted, retry = await self._claim(key, n + self.lease)
-        self._spare[key] = self._spare.get(key, 0) + max(0, granted - n)
-        return [0.0] * min(n, granted) + [retry] * max(0, n - granted)
+        refill = self._refills.get(key)
+        if refill is not None:  # what it claims while these wait serves them first, not a later take
+            await asyncio.shield(refill)
+        have = granted + self._spare.pop(key, 0)
+        self._spare[key] = max(0, have - n)
+        return [0.0] * min(n, have) + [retry] * max(0, n - have)
 
     async def _refill(self, key: str) -> None:
         try:
