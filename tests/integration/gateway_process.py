@@ -65,7 +65,9 @@ async def running_gateway(
             "admin": admin,
             "bootstrap": infra.kafka_bootstrap,
             "log": tmp / "gateway.log",
-            "database": database,
+            "database": settings["ORDERSTREAM_GATEWAY_MONGO_DATABASE"],
+            "order_database": settings.get("ORDERSTREAM_GATEWAY_ORDERS_DATABASE")
+            or f"{settings['ORDERSTREAM_GATEWAY_MONGO_DATABASE']}_gateway",
         }
     finally:
         worker.stop()

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -323,7 +325,7 @@ async def test_a_repeated_order_is_sent_again_only_when_it_may_have_been_lost(
         price=Decimal(30000),
     )
     db: Any = AsyncIOMotorClient(infra.mongo_url)[gateway["database"]]
-    await db["gateway_orders"].insert_one(
+    await AsyncIOMotorClient(infra.mongo_url)[gateway["order_database"]]["gateway_orders"].insert_one(
         {
             "_id": f"A|{case}",
             "order_id": order_id,
@@ -350,6 +352,35 @@ async def test_a_repeated_order_is_sent_again_only_when_it_may_have_been_lost(
     sent = [CODEC.decode(m.value) for m in msgs if m.key == b"A"]
     assert any(getattr(c, "client_order_id", None) == f"{case}-next" for c in sent)
     assert [c for c in sent if getattr(c, "client_order_id", None) == case] == ([command] if resent else [])
+
+
+async def test_order_documents_of_an_older_gateway_move_to_the_order_database(
+    infra: Infra, tmp_path: Path
+) -> None:
+    """A gateway from before `orders_database` kept its idempotency documents in the main database:
+    the first gateway to start moves them, so a late repeat is still answered with the original
+    order id and not placed again."""
+    from motor.motor_asyncio import AsyncIOMotorClient
+
+    database = f"gw{uuid.uuid4().hex[:8]}"
+    client: Any = AsyncIOMotorClient(infra.mongo_url)
+    old = client[database]["gateway_orders"]
+    await old.insert_many([
+        {"_id": f"A|moved{n}", "order_id": f"BTC-USD-moved{n}", "account_id": "A",
+         "client_order_id": f"moved{n}", "symbol": "BTC-USD", "ts": time.time() - 7200}
+        for n in range(2500)  # more than one batch of the move
+    ])
+    env = {"ORDERSTREAM_GATEWAY_MONGO_DATABASE": database}
+    async with running_gateway(infra, tmp_path, accounts=("A",), **env) as gw:
+        assert gw["order_database"] == f"{database}_gateway"
+        assert await client[gw["order_database"]]["gateway_orders"].count_documents({}) == 2500
+        assert "gateway_orders" not in await client[database].list_collection_names()
+        async with aiohttp.ClientSession() as http:
+            status, _, answer = await gw["A"].call(http, "POST", "/api/v1/orders", order("moved7"))
+        assert (status, answer["order_id"], answer["duplicate"]) == (200, "BTC-USD-moved7", True)
+    await client.drop_database(database)
+    await client.drop_database(f"{database}_gateway")
+    client.close()
 
 
 async def test_the_rate_limit_answers_429_and_recovers(gateway: dict[str, Any]) -> None:

@@ -42,7 +42,8 @@ class Gateway(OrderEntry, Reads, Streams, Admin):
 
     async def start(self, _: web.Application) -> None:
         await self.orders.create_index([("order_id", 1)], unique=True)
-        await self.db["gateway_signatures"].create_index([("expires", 1)])
+        await self.order_db["gateway_signatures"].create_index([("expires", 1)])
+        await self.move_order_index()
         if self.settings.admin_key_id and self.settings.admin_secret:
             await self.keys.put_key(
                 self.settings.admin_key_id, self.settings.admin_secret, "admin", ["admin", "read", "trade"]

@@ -1,8 +1,9 @@
 """What every room of the gateway shares: its state (the producer, the mirrors of instruments and depth,
 the order index, keys and rate limits), sending to the topics, finding the caller's order, and the
-helpers that parse a request and check an answer against its documented model. Accounts, keys,
-the client-order-id index (`gateway_orders`), signatures seen and rate-limit claims are the gateway's
-own MongoDB collections.
+helpers that parse a request and check an answer against its documented model. Accounts and keys are the
+gateway's own MongoDB collections in the main database; the client-order-id index (`gateway_orders`),
+signatures seen and rate-limit claims, which orders write, are in a database of their own
+(`orders_database`), apart from the order history's bulk writes.
 
 The rooms are mixins of `Core`, composed into the `Gateway` in app.py: order entry (orders.py),
 reads (reads.py), streams (streams.py) and admin (admin.py); the protocols frame them: REST
@@ -25,7 +26,7 @@ from aiokafka import AIOKafkaProducer
 from cryptography.fernet import Fernet
 from motor.motor_asyncio import AsyncIOMotorClient
 from pydantic import BaseModel, ValidationError
-from pymongo.errors import PyMongoError
+from pymongo.errors import BulkWriteError, PyMongoError
 
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, schema_ids
@@ -38,7 +39,7 @@ from orderstream.gateway.errors import ApiError, validation_error
 from orderstream.gateway.inflight import InFlight
 from orderstream.gateway.ratelimit import SharedBuckets
 from orderstream.gateway.settings import GatewaySettings
-from orderstream.gateway.submitter import Item, Submitter
+from orderstream.gateway.submitter import DUPLICATE_KEY, Item, Submitter
 
 if TYPE_CHECKING:
     from orderstream.gateway.app import Gateway
@@ -68,18 +69,55 @@ class Core:
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.codec = AvroCodec(ALL_RECORDS, schema_ids(settings.schema_registry_url))
-        self.db: Any = AsyncIOMotorClient(settings.mongo_url, tz_aware=True)[settings.mongo_database]
+        client: Any = AsyncIOMotorClient(settings.mongo_url, tz_aware=True)
+        self.db: Any = client[settings.mongo_database]
+        self.order_db: Any = client[settings.gateway_database()]  # what an order itself writes
         self.keys = Keys(self.db, self._fernet_key())
-        self.verifier = Verifier(self.keys, settings.recv_window_ms, Replays(self.db["gateway_signatures"]))
-        self.buckets = SharedBuckets(self.db["gateway_rate_limits"], settings.orders_per_s,
+        replays = Replays(self.order_db["gateway_signatures"])
+        self.verifier = Verifier(self.keys, settings.recv_window_ms, replays)
+        self.buckets = SharedBuckets(self.order_db["gateway_rate_limits"], settings.orders_per_s,
                                      settings.orders_burst, settings.orders_lease)
         self.swept = [self.buckets]  # every SharedBuckets whose old claims the sweep drops
         self.outstanding = InFlight(settings.max_orders_in_flight, settings.in_flight_expire_s)
         self.instruments = Mirror.standalone(settings, self.codec, MIRRORED[0], r.Instrument)
         self.depth = Mirror.standalone(settings, self.codec, MIRRORED[1], r.DepthSnapshot)
-        self.orders: Any = self.db["gateway_orders"]
+        self.orders: Any = self.order_db["gateway_orders"]
         self.producer: AIOKafkaProducer | None = None
         self.submitter = Submitter(self.orders, self.send_batch, self.placed, settings.resend_within_s)
+
+    async def move_order_index(self, batch: int = 1000) -> int:
+        """Move the idempotency documents a gateway from before `orders_database` kept in the main
+        database into the order database, then drop the old collection; how many were copied. Safe
+        with several gateways starting at once (a document already there is passed over). Orders a
+        gateway of the old version takes meanwhile are not moved: stop those first."""
+        old = self.db["gateway_orders"]
+        if old.full_name == self.orders.full_name:
+            return 0
+        copied = 0
+        docs: list[dict[str, Any]] = []
+        async for doc in old.find({}):
+            docs.append(doc)
+            if len(docs) >= batch:
+                copied += await self._copy_missing(docs)
+                docs = []
+        copied += await self._copy_missing(docs)
+        if copied or await old.estimated_document_count():
+            await old.drop()
+            log.info("order index moved to the order database",
+                     extra={"documents": copied, "database": self.orders.database.name})
+        return copied
+
+    async def _copy_missing(self, docs: list[dict[str, Any]]) -> int:
+        if not docs:
+            return 0
+        try:
+            await self.orders.insert_many(docs, ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                raise
+            return len(docs) - len(errors)
+        return len(docs)
 
     async def placed(self, order_ids: list[str]) -> set[str]:
         """Which of `order_ids` the order history (the collector's `trader_orders`) has."""

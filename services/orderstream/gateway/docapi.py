@@ -281,7 +281,7 @@ class OrderGateway:
         self.gw = gw
         s = gw.settings
         self.order_buckets = SharedBuckets(
-            gw.db["gateway_rate_limits"], s.og_orders_per_s, s.og_orders_burst, s.orders_lease
+            gw.order_db["gateway_rate_limits"], s.og_orders_per_s, s.og_orders_burst, s.orders_lease
         )
         gw.swept.append(self.order_buckets)
         self.market_buckets: dict[tuple[str, str], Bucket] = {}

@@ -17,6 +17,12 @@ class GatewaySettings(ServiceSettings):
     web_host: str = Field("127.0.0.1", description="Interface the public API listens on.")
     web_port: int = Field(8080, ge=0, le=65535, description="Port of the public API, /healthz and /metrics.")
     mongo_database: str = Field("orderstream", description="Database of accounts, keys and order history.")
+    orders_database: str = Field(
+        "", description="Database of what the gateway writes on the order path: the idempotency "
+        "document of every order (`gateway_orders`), signatures seen and rate-limit claims. Empty: "
+        "`<mongo_database>_gateway`. Apart from the order history, whose bulk writes would otherwise "
+        "hold up an order's own write on a server that locks per database (FerretDB on SQLite)."
+    )
     secret_key: str | None = Field(
         None, description="Fernet key that encrypts API secrets; default: one made once under data_dir."
     )
@@ -94,3 +100,8 @@ class GatewaySettings(ServiceSettings):
         3600, gt=0, description="Binance-compatible API: a user data stream's listenKey lives this long "
         "after its last POST or PUT."
     )
+
+    def gateway_database(self) -> str:
+        """The database of the order-path collections (`orders_database`, or its default)."""
+        return self.orders_database or f"{self.mongo_database}_gateway"
+
