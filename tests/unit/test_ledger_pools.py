@@ -6,10 +6,13 @@ from collections import defaultdict
 from decimal import Decimal as D
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from orderstream.collateral.app import load_account, store_account, with_pool
-from orderstream.collateral.domain.ledger import Account, LedgerError, journal
+from orderstream.collateral.domain.ledger import Account, LedgerError, NumberRanges, journal
 from orderstream.common import records as r
 from orderstream.common.basket import list_orders, placed_at_once
 from tests.order_lists import leg, order_list
@@ -190,3 +193,130 @@ def test_a_pool_and_its_children_are_stored_as_documents_of_their_own_and_found_
         assert sorted(with_pool(changes, "A", order_id)) == ["L", "L/0", "L/1", "L/2"]
     again = load_account(changes, "A", with_pool(changes, "A", "L/1"))
     assert again.pools["L"] == a.pools["L"] and set(again.holds) == {"L/0", "L/1", "L/2"}
+
+
+def report_step(docs: dict[str, Any], rep: r.ExecutionReport) -> tuple[list[Any], list[str]]:
+    """The worker's step for one report (app.on_report) on stored documents: (events, ids loaded)."""
+    changes = stored_changes(docs)
+    ids = with_pool(changes, rep.account_id, rep.order_id)
+    account = load_account(changes, rep.account_id, ids)
+    events = account.on_report(rep, BTC)
+    store_account(changes, account, ids)
+    for key, doc in changes.written.items():
+        if doc is None:
+            docs.pop(key, None)
+        else:
+            docs[key] = doc
+    return events, ids
+
+
+def stored_parent(amount: str) -> dict[str, Any]:
+    a = funded("A", USD="100000")
+    a.open_pool("P", "P:h", 1, "BTC-USD", "USD", D(amount))
+    docs: dict[str, Any] = {}
+    changes = stored_changes(docs)
+    store_account(changes, a, ["P"])
+    docs.update({k: v for k, v in changes.written.items() if v is not None})
+    return docs
+
+
+def test_a_parent_pool_keeps_its_ended_children_as_numbers_so_a_step_loads_no_more_after_5000() -> None:
+    docs = stored_parent("20000")
+    sizes = {}
+    for n in range(5000):
+        c = child("P", n, "0.0001", "30000")
+        report_step(docs, report(c, 1, "ACCEPTED", ZERO, D("0.0001")))
+        fill = report(c, 2, "FILLED", D("0.0001"), ZERO, (D("0.0001"), D(30000), f"t{n}"))
+        events, ids = report_step(docs, fill)
+        assert [e.delta for e in events] == [D("-3.006"), D("0.0001")]
+        if n in (4, 4999):
+            assert ids == [f"P/{n}", "P"]  # the child and its pool, whatever the children before it
+            sizes[n] = len(orjson.dumps(docs["a|A|P"]))
+    # the pool's document has no trace of each ended child: only their range of numbers
+    assert docs["a|A|P"]["members"] == [] and docs["a|A|P"]["finished"] == [[0, 4999]]
+    assert sizes[4999] - sizes[4] <= 3 and sizes[4999] < 400  # "[[0,4]]" -> "[[0,4999]]"
+    assert not any(key.startswith("a|A|P/") for key in docs)
+    # a late repeat of an early child's fill settles nothing; its step loads the pool only
+    last = child("P", 5000, "0.0001", "30000")
+    report_step(docs, report(last, 1, "ACCEPTED", ZERO, D("0.0001")))
+    before = dict(docs)
+    events, ids = report_step(docs, report(child("P", 3, "0.0001", "30000"), 2, "FILLED", D("0.0001"), ZERO,
+                                           (D("0.0001"), D(30000), "t3")))
+    assert events == [] and ids == ["P/3", "P", "P/5000"] and docs == before
+    # closed with its 5,001 children: the pool goes once the last one ends
+    changes = stored_changes(docs)
+    account = load_account(changes, "A", with_pool(changes, "A", "P"))
+    close = r.ReleaseParentHold(command_id="x", ts_event=3, account_id="A", order_id="P", reason="DONE",
+                                children=5001)
+    assert account.release_parent(close) == []
+    store_account(changes, account, with_pool(changes, "A", "P"))
+    docs.update({k: v for k, v in changes.written.items() if v is not None})
+    events, _ = report_step(docs, report(last, 2, "CANCELED", ZERO, ZERO))
+    assert [(e.order_id, e.amount) for e in events] == [("P", D(20000) - 5000 * D("3.006"))]
+    assert set(docs) == {"a|A"} and D(docs["a|A"]["held"]["USD"]) == 0
+
+
+def test_a_parent_pool_stored_with_every_child_among_its_members_loads_and_is_stored_the_new_way() -> None:
+    docs = stored_parent("1000")
+    c0, c1, c2 = (child("P", n, "0.01", "30000") for n in range(3))
+    for c in (c0, c1, c2):
+        report_step(docs, report(c, 1, "ACCEPTED", ZERO, D("0.01")))
+    fill1 = report(c1, 2, "FILLED", D("0.01"), ZERO, (D("0.01"), D(30000), "t1"))
+    report_step(docs, fill1)
+    report_step(docs, report(c0, 2, "CANCELED", ZERO, ZERO))
+    assert docs["a|A|P"]["members"] == ["P/2"] and docs["a|A|P"]["finished"] == [[0, 1]]
+    # as the pool was stored before its ended children were numbers: every child seen is a member
+    old = {k: v for k, v in docs["a|A|P"].items() if k != "finished"} | {"members": ["P/0", "P/1", "P/2"]}
+    docs["a|A|P"] = old
+    balances = docs["a|A"]
+    # a late repeat of P/1's fill: the first step loads every child (once), settles nothing
+    events, ids = report_step(docs, fill1)
+    assert events == [] and ids == ["P/1", "P", "P/0", "P/2"] and docs["a|A"] == balances
+    assert docs["a|A|P"]["members"] == ["P/2"] and docs["a|A|P"]["finished"] == [[0, 1]]
+    assert with_pool(stored_changes(docs), "A", "P/2") == ["P/2", "P"]
+    # the open child still draws on the pool, and the pool ends with it
+    changes = stored_changes(docs)
+    ids = with_pool(changes, "A", "P")
+    parent = load_account(changes, "A", ids)
+    close = r.ReleaseParentHold(command_id="x", ts_event=3, account_id="A", order_id="P", reason="DONE",
+                                children=3)
+    assert parent.release_parent(close) == []
+    store_account(changes, parent, ids)
+    docs.update({k: v for k, v in changes.written.items() if v is not None})
+    events, _ = report_step(docs, report(c2, 2, "FILLED", D("0.01"), ZERO, (D("0.01"), D(30000), "t2")))
+    assert [type(e).__name__ for e in events] == ["FillSettled", "FillSettled", "CollateralReleased"]
+    assert events[-1].amount == D(1000) - 2 * D("300.6") and set(docs) == {"a|A"}
+
+
+def test_a_parent_child_first_seen_below_ended_ones_joins_and_a_repeat_of_an_ended_one_does_not() -> None:
+    a = funded("A", USD="1000")
+    a.open_pool("P", "P:h", 1, "BTC-USD", "USD", D(700))
+    seen = []
+    for n in (4, 7, 2, 5, 0, 10):  # gaps (numbers the owner never used) and out of order (index rounds)
+        c = child("P", n, "0.001", "30000")
+        fill = report(c, 1, "FILLED", D("0.001"), ZERO, (D("0.001"), D(30000), f"t{n}"))
+        assert len(a.on_report(fill, BTC)) == 2  # settled from the pool: a new child
+        seen.append(fill)
+    assert a.pools["P"].finished.ranges == [(0, 0), (2, 2), (4, 5), (7, 7), (10, 10)]
+    for fill in seen:
+        assert a.on_report(fill, BTC) == []
+    free = a.free["USD"]
+    close = r.ReleaseParentHold(command_id="x", ts_event=3, account_id="A", order_id="P", reason="DONE",
+                                children=7)
+    assert a.release_parent(close) == []  # one child not seen yet
+    late = child("P", 1, "0.001", "30000")
+    a.on_report(report(late, 1, "CANCELED", ZERO, ZERO), BTC)
+    assert a.pools == {} and a.free["USD"] == free + D(700) - 6 * D("30.06")
+
+
+@given(st.lists(st.integers(min_value=0, max_value=60), max_size=80))
+def test_number_ranges_hold_the_numbers_added_as_their_runs(numbers: list[int]) -> None:
+    ranges = NumberRanges()
+    for n in numbers:
+        ranges.add(n)
+    assert {n for n in range(-1, 62) if n in ranges} == set(numbers)
+    assert ranges.count() == len(set(numbers))
+    flat = [n for lo_hi in ranges.ranges for n in lo_hi]
+    assert flat == sorted(flat) and all(lo <= hi for lo, hi in ranges.ranges)
+    assert all(prev[1] + 1 < nxt[0] for prev, nxt in zip(ranges.ranges, ranges.ranges[1:], strict=False))
+    assert NumberRanges.from_doc(orjson.loads(orjson.dumps(ranges.to_doc()))) == ranges

@@ -71,8 +71,10 @@ def load_account(changes: Changes, account_id: str, order_ids: Sequence[str] = (
 
 
 def with_pool(changes: Changes, account_id: str, order_id: str) -> list[str]:
-    """`order_id` and, when it is a child of a pool (or a pool), the pool and its children: what a
-    step about it must load."""
+    """`order_id` and, when it is a child of a pool (or a pool), the pool and its members: what a
+    step about it must load. A PARENT pool's members are its open children (a child that ended is
+    a number in the pool's `finished`); in a pool stored before that, every child it saw, whose
+    holds are loaded once so that the ledger can tell the ended ones (`Pool.from_doc`)."""
     ids = [order_id]
     for pool_id in (order_id, pool_of(order_id)):
         doc = changes.get(f"a|{account_id}|{pool_id}") if pool_id is not None else None

@@ -11,6 +11,8 @@ withdrawals. Clearing nets to zero once both sides of a trade are settled.
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from collections.abc import Container
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -87,6 +89,55 @@ class Hold:
 OCO, BRACKET, PARENT = "OCO", "BRACKET", "PARENT"
 
 
+def child_number(order_id: str) -> int | None:
+    """n of a child order id `<parent>/<n>` as the router writes it (decimal, no leading zero; at most
+    18 digits, so that it parses at once and is stored as a JSON integer every reader takes)."""
+    tail = order_id.rpartition("/")[2]
+    if tail.isascii() and tail.isdigit() and len(tail) <= 18 and (tail == "0" or tail[0] != "0"):
+        return int(tail)
+    return None
+
+
+@dataclass
+class NumberRanges:
+    """A set of numbers as sorted, disjoint, non-adjacent ranges (lo, hi), both ends included:
+    children numbered one after another take one range however many they are."""
+
+    ranges: list[tuple[int, int]] = field(default_factory=list)
+
+    def __contains__(self, n: object) -> bool:
+        if not isinstance(n, int):
+            return False
+        i = bisect_right(self.ranges, n, key=lambda lo_hi: lo_hi[0])  # the ranges from i start after n
+        return i > 0 and self.ranges[i - 1][1] >= n
+
+    def count(self) -> int:
+        return sum(hi - lo + 1 for lo, hi in self.ranges)
+
+    def add(self, n: int) -> None:
+        rs = self.ranges
+        i = bisect_right(rs, n, key=lambda lo_hi: lo_hi[0])
+        if i > 0 and rs[i - 1][1] >= n:
+            return
+        joins_left = i > 0 and rs[i - 1][1] == n - 1
+        joins_right = i < len(rs) and rs[i][0] == n + 1
+        if joins_left and joins_right:
+            rs[i - 1:i + 1] = [(rs[i - 1][0], rs[i][1])]
+        elif joins_left:
+            rs[i - 1] = (rs[i - 1][0], n)
+        elif joins_right:
+            rs[i] = (n, rs[i][1])
+        else:
+            rs.insert(i, (n, n))
+
+    def to_doc(self) -> list[list[int]]:
+        return [[lo, hi] for lo, hi in self.ranges]
+
+    @classmethod
+    def from_doc(cls, d: list[list[int]]) -> NumberRanges:
+        return cls([(lo, hi) for lo, hi in d])
+
+
 @dataclass
 class Pool:
     """One hold for a parent order whose child orders draw on it, instead of one hold per child.
@@ -97,13 +148,19 @@ class Pool:
     reserve; PARENT (TWAP/VWAP, index orders, whose owner plans children within it), its whole
     amount until the owner closes it and every child it created (its count comes with the close)
     has been seen and has ended.
+
+    A PARENT's `members` are its open children, whose holds every step about the pool loads; a
+    child that ended leaves them for `finished`, the numbers n of its children `<parent>/<n>` that
+    ended, kept in the pool's own document and as small as the runs of those numbers, so that a
+    long TWAP's step loads the pool and its open child, not every child it had.
     """
 
     kind: str
     asset: str
     symbol: str
     amount: Decimal = ZERO
-    members: list[str] = field(default_factory=list)  # its children's order ids (open ones have a hold)
+    # its children's order ids (open ones have a hold); a PARENT's open ones only (see `finished`)
+    members: list[str] = field(default_factory=list)
     closing: bool = False  # PARENT: its owner is done with it
     entry: str | None = None  # BRACKET: the entry order (it has a hold of its own)
     entry_quantity: Decimal = ZERO
@@ -113,11 +170,29 @@ class Pool:
     entry_price: Decimal | None = None  # BRACKET on a sell entry: what its proceeds are at least
     fired: str | None = None  # OCO: the leg that filled or triggered first (the venue canceled the other)
     expected: int = 0  # PARENT: children its owner created (ReleaseParentHold), each seen before it is done
+    finished: NumberRanges = field(default_factory=NumberRanges)  # PARENT: its children that ended
+
+    def seen(self) -> int:
+        """PARENT: how many children it has seen, open or ended."""
+        return len(self.members) + self.finished.count()
+
+    def has_seen(self, order_id: str) -> bool:
+        """PARENT: whether its child `order_id` was seen (it is open, or it ended)."""
+        return order_id in self.members or child_number(order_id) in self.finished
+
+    def child_ended(self, order_id: str) -> None:
+        """PARENT: its child `order_id` ended: from the members to the finished numbers."""
+        n = child_number(order_id)
+        if n is None:
+            return  # an id the router never writes (`<parent>/007`): it stays a member, as it was
+        self.members.remove(order_id)
+        self.finished.add(n)
 
     def to_doc(self) -> dict[str, Any]:
         return {
             "kind": self.kind, "asset": self.asset, "symbol": self.symbol, "amount": str(self.amount),
-            "members": self.members, "closing": self.closing, "entry": self.entry,
+            "members": self.members, "finished": self.finished.to_doc(), "closing": self.closing,
+            "entry": self.entry,
             "entry_quantity": str(self.entry_quantity), "entry_filled": str(self.entry_filled),
             "entry_done": self.entry_done, "exits_filled": str(self.exits_filled),
             "entry_price": None if self.entry_price is None else str(self.entry_price),
@@ -125,13 +200,21 @@ class Pool:
         }
 
     @classmethod
-    def from_doc(cls, d: dict[str, Any]) -> Pool:
-        return cls(
+    def from_doc(cls, d: dict[str, Any], holds: Container[str]) -> Pool:
+        """The pool of document `d`; `holds`: the orders whose holds are loaded with it (a PARENT's
+        members: app.with_pool), which tell, in a document stored before `finished`, which
+        children of `members` ended (they have no hold)."""
+        pool = cls(
             d["kind"], d["asset"], d["symbol"], Decimal(d["amount"]), list(d["members"]), d["closing"],
             d["entry"], Decimal(d["entry_quantity"]), Decimal(d["entry_filled"]), d["entry_done"],
             Decimal(d["exits_filled"]), None if d["entry_price"] is None else Decimal(d["entry_price"]),
             d["fired"], d.get("expected", 0),  # pools stored before it: 0, none is awaited
+            NumberRanges.from_doc(d.get("finished", [])),
         )
+        if "finished" not in d and pool.kind == PARENT:  # stored when members kept every child seen
+            for m in [m for m in pool.members if m not in holds]:
+                pool.child_ended(m)
+        return pool
 
 
 def pool_of(order_id: str) -> str | None:
@@ -401,7 +484,7 @@ class Account:
             return pool.entry_done and (not open_members or pool.entry_filled == 0)
         # a PARENT: closed, and every child its owner created seen (a child's first report can come
         # after the ReleaseParentHold) and ended
-        return pool.closing and not open_members and len(pool.members) >= pool.expected
+        return pool.closing and not open_members and pool.seen() >= pool.expected
 
     def _rebalance(
         self, pool_id: str, inst: r.Instrument | None, event_id: str, ts: int, reason: str
@@ -472,7 +555,7 @@ class Account:
         pool_id = pool_of(rep.order_id)
         pool = self.pools.get(pool_id) if pool_id is not None else None
         hold = self.holds.get(rep.order_id)
-        if hold is None and pool is not None and pool.kind == PARENT and rep.order_id not in pool.members:
+        if hold is None and pool is not None and pool.kind == PARENT and not pool.has_seen(rep.order_id):
             # a child the parent's owner placed: it draws on the pool from its first report on
             pool.members.append(rep.order_id)
             hold = self.holds[rep.order_id] = Hold(pool.asset, ZERO, rep.symbol, rep.side, rep.order_type,
@@ -513,6 +596,8 @@ class Account:
             )
         if rep.status in TERMINAL:
             del self.holds[rep.order_id]
+            if pool is not None and pool.kind == PARENT and hold.pool == pool_id:
+                pool.child_ended(rep.order_id)
         if pool is not None and pool_id is not None and (hold.pool == pool_id or pool.entry == rep.order_id):
             if pool.entry == rep.order_id:
                 pool.entry_filled, pool.entry_done = rep.filled_quantity, rep.status in TERMINAL
@@ -712,16 +797,17 @@ class Account:
     def from_doc(cls, account_id: str, d: dict[str, Any] | None) -> Account:
         if not d:
             return cls(account_id)
+        holds = {o: Hold.from_doc(h) for o, h in d["holds"].items() if isinstance(h, list)}
         return cls(
             account_id,
             {a: Decimal(v) for a, v in d["free"].items()},
             {a: Decimal(v) for a, v in d["held"].items()},
-            {o: Hold.from_doc(h) for o, h in d["holds"].items() if isinstance(h, list)},
+            holds,
             {a: [Lot(x[0], Decimal(x[1]), x[2], x[3]) for x in lots] for a, lots in d["lots"].items()},
             {a: Decimal(v) for a, v in d["fees"].items()},
             d["lot_counter"],
             d.get("sequence", 0),  # accounts stored before events carried a sequence start at 0
-            {p: Pool.from_doc(h) for p, h in d["holds"].items() if isinstance(h, dict)},
+            {p: Pool.from_doc(h, holds) for p, h in d["holds"].items() if isinstance(h, dict)},
         )
 
 
