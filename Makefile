@@ -84,8 +84,8 @@ infra-status: ## Show whether the local servers run
 infra-clean: ## Stop the local servers and delete their data and logs
 	$(INFRA) clean
 
-up: $(STAMP) $(WEB_VENDOR) ## Run the system: Kafka + MongoDB-wire server + FIX venue (Executor), topics, instruments, all six services, demo keys
-	$(BIN)/orderstream up
+up: $(STAMP) $(WEB_VENDOR) ## Run the system: Kafka + MongoDB-wire server + FIX venue (Executor), topics, instruments, all six services, demo keys (REPLICAS=2: two workers per worker service)
+	$(BIN)/orderstream up $(if $(REPLICAS),--replicas $(REPLICAS))
 
 down: ## Stop everything `make up` started
 	@if [ -x $(BIN)/orderstream ]; then $(BIN)/orderstream down; else $(INFRA) stop; fi

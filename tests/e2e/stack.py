@@ -19,6 +19,7 @@ from orderstream.common.codec import AvroCodec, schema_ids
 from orderstream.common.record import Record
 from orderstream.common.records import ALL_RECORDS
 from orderstream.common.topics import CATALOG, create_topics, dlq_name
+from orderstream.common.trading import TERMINAL
 from tests.kafka_tools import Worker, free_port, produce, unique_prefix
 
 CODEC = AvroCodec(ALL_RECORDS, schema_ids(None))
@@ -250,6 +251,20 @@ class Stack:
             if isinstance(e, r.FillSettled):
                 total[e.asset] += e.fee
         return total
+
+    def holds_needed(self, orders: list[r.SubmitOrder]) -> dict[tuple[str, str], Decimal]:
+        """(account, asset) -> what the open ones of `orders` must hold, recomputed here: a buy
+        price x remaining quantity plus the larger fee (0.2%), a sell its remaining base."""
+        need: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+        for o in orders:
+            rep = self.last_report(o.order_id)
+            if rep is not None and rep.status not in TERMINAL:
+                assert rep.price is not None
+                if o.side == r.Side.BUY:
+                    need[(o.account_id, "USD")] += rep.remaining_quantity * rep.price * Decimal("1.002")
+                else:
+                    need[(o.account_id, "BTC")] += rep.remaining_quantity
+        return need
 
     def dead_letters(self) -> dict[str, int]:
         """Records in each dead-letter topic (none expected)."""

@@ -116,15 +116,7 @@ async def test_random_workload_keeps_every_invariant(
             )
 
         def holds_match() -> bool:
-            need: dict[tuple[str, str], D] = defaultdict(D)
-            for o in placed:  # a buy holds price x quantity plus the larger fee (0.2%), a sell its BTC
-                rep = stack.last_report(o.order_id)
-                if rep is not None and rep.status not in TERMINAL:
-                    assert rep.price is not None
-                    if o.side == r.Side.BUY:
-                        need[(o.account_id, "USD")] += rep.remaining_quantity * rep.price * D("1.002")
-                    else:
-                        need[(o.account_id, "BTC")] += rep.remaining_quantity
+            need = stack.holds_needed(placed)
             held = {k: v[1] for k, v in stack.balances().items()}
             return all(held.get((a, asset), D(0)) == need[(a, asset)] for a in ACCOUNTS for asset in DEPOSITS)
 

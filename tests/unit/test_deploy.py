@@ -180,3 +180,21 @@ def test_the_compose_file_validates_against_the_compose_spec() -> None:
         subprocess.run(
             ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], check=True
         )
+
+
+def test_workers_run_two_replicas_with_standby_copies_but_the_router_one(
+    manifests: list[dict[str, Any]],
+) -> None:
+    sets = {d["metadata"]["name"]: d for d in manifests if d["kind"] == "StatefulSet"}
+    for name in ("collateral", "matcher", "execution", "collector", "router"):
+        spec = sets[name]["spec"]
+        (container,) = spec["template"]["spec"]["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        up = name.upper()
+        if name == "router":  # FIX venues are configured: a venue accepts one session
+            assert spec["replicas"] == 1 and json.loads(env[FIX_VENUES])
+            continue
+        assert spec["replicas"] == 2, name
+        assert env[f"ORDERSTREAM_{up}_SESSION_TIMEOUT_S"] == "6", name  # a lost pod's partitions move soon
+        if name != "collector":  # the collector keeps no table
+            assert env[f"ORDERSTREAM_{up}_STANDBY_REPLICAS"] == "1", name

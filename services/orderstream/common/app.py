@@ -250,6 +250,7 @@ class Service:
             consumer_auto_offset_reset="earliest",
             broker_session_timeout=settings.session_timeout_s,
             consumer_group_instance_id=settings.instance_id or None,
+            table_standby_replicas=settings.standby_replicas,
             broker_heartbeat_interval=settings.session_timeout_s / 10,
             broker_commit_interval=settings.commit_interval_s,
             producer_linger=settings.producer_linger_ms / 1000,

@@ -110,10 +110,11 @@ def _dlq_replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _platform(command: str) -> int:
+def _platform(command: str, args: argparse.Namespace) -> int:
     from orderstream.ops import platform
 
-    return platform.main([command])
+    replicas = getattr(args, "replicas", None)
+    return platform.main([command, *(["--replicas", str(replicas)] if replicas is not None else [])])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,7 +159,12 @@ def main(argv: list[str] | None = None) -> int:
         ("down", "stop what `up` started"),
         ("status", "what runs, and each service's health"),
     ):
-        sub.add_parser(name, help=text).set_defaults(func=lambda a, n=name: _platform(n))
+        p = sub.add_parser(name, help=text)
+        if name == "up":
+            p.add_argument("--replicas", type=int, default=None,
+                           help="workers per worker service, with Faust standby replicas of their tables "
+                           "(default ORDERSTREAM_REPLICAS, else 1; the router stays at 1 with FIX venues)")
+        p.set_defaults(func=lambda a, n=name: _platform(n, a))
     p = sub.add_parser("demo", help="live traffic through the gateway, then end-state checks", add_help=False)
     p.set_defaults(func=None)
     args, rest = parser.parse_known_args(argv)

@@ -71,6 +71,11 @@ class ServiceSettings(BaseSettings):
         "every record produced so far to be stored, off the handlers' path; a shorter interval "
         "means less to read again after a crash.",
     )
+    standby_replicas: int = Field(
+        1, ge=0, description="Faust's table_standby_replicas: how many other workers of the service "
+        "keep a standby copy of each table partition, read from its changelog as it is written. With "
+        "N workers, N-1 (what `orderstream up --replicas N` sets); with one worker it has no effect.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO")
     worker_id: str = Field("", description="Name of this worker in logs; defaults to host:pid.")
     instance_id: str = Field(

@@ -162,32 +162,17 @@ class StateStore:
         assert self._docs is not None
         return self._docs
 
-    def _active_partitions(self) -> set[int] | None:
-        """The table partitions this worker owns; None when not known (no assignment yet)."""
-        assignor = getattr(self.service.app, "assignor", None)
-        actives = assignor.assigned_actives() if assignor is not None else set()
-        if not actives:
-            return None
-        topic = self.table.changelog_topic.get_topic_name()
-        return {tp.partition for tp in actives if tp.topic == topic}
-
     def _load(self) -> None:
         docs: dict[str, tuple[int, Doc | None]] = {}
         effects: list[tuple[int, str, int, list[str]]] = []
         partitions = getattr(self.table.data, "_key_partition", {})
-        # With more than one worker the store also holds standby copies of other workers'
-        # partitions (Faust's table_standby_replicas): those are not this worker's documents.
-        actives = self._active_partitions()
-        standby = 0
+        items, standby = owned_items(self.service.app, self.table)
 
         def offer(key: str, version: int, doc: Doc | None) -> None:
             if key not in docs or docs[key][0] < version:
                 docs[key] = (version, doc)
 
-        for raw_key, raw in self.table.items():
-            if actives is not None and partitions.get(raw_key, -1) not in actives | {-1}:
-                standby += 1
-                continue
+        for raw_key, raw in items:
             kind, _, rest = raw_key.decode().partition("|")
             value = _load(raw)
             if kind == "d":
@@ -294,6 +279,32 @@ class StateStore:
         await self.writer.write(batch.partition, writes)
         for old_partition, deletes in prunes.items():
             await self.writer.write(old_partition, deletes)
+
+
+def owned_partitions(app: Any, table: Any) -> set[int] | None:
+    """The partitions of `table` this worker owns (active); None when not known (no assignment yet)."""
+    assignor = getattr(app, "assignor", None)
+    actives = assignor.assigned_actives() if assignor is not None else set()
+    if not actives:
+        return None
+    topic = table.changelog_topic.get_topic_name()
+    return {tp.partition for tp in actives if tp.topic == topic}
+
+
+def owned_items(app: Any, table: Any) -> tuple[list[tuple[Any, Any]], int]:
+    """The items of a table's partitions this worker owns, and how many standby items it left out.
+
+    With more than one worker the store also holds standby copies of other workers' partitions
+    (Faust's table_standby_replicas), kept current from their changelogs: those are not this
+    worker's to act on. A key whose partition the store does not know is kept.
+    """
+    actives = owned_partitions(app, table)
+    items = list(table.items())
+    if actives is None:
+        return items, 0
+    partitions = getattr(table.data, "_key_partition", {})
+    owned = [(k, v) for k, v in items if partitions.get(k, -1) in actives or k not in partitions]
+    return owned, len(items) - len(owned)
 
 
 # Documents are JSON: strings (decimals too), integers of at most 64 bits, lists and maps.

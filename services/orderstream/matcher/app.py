@@ -17,6 +17,7 @@ import faust
 from orderstream.common import records as r
 from orderstream.common.app import Delivery, Service
 from orderstream.common.record import Record
+from orderstream.common.state import owned_items
 from orderstream.matcher.domain.engine import Matcher
 from orderstream.matcher.settings import MatcherSettings
 from orderstream.matcher.state import (
@@ -55,7 +56,7 @@ class MatcherWorker:
     def loaded(self) -> Matcher:
         """The matcher for the partitions this worker holds, rebuilt from the table when needed."""
         if self.matcher is None:
-            items = list(self.table.items())
+            items, _ = owned_items(self.service.app, self.table)  # not the standby copies
             restored = restore_books(items, self.settings.market_band_ppm)
             matcher = Matcher(self.settings.market_band_ppm)
             matcher.books.update(restored.books)

@@ -10,6 +10,10 @@
    as its own process with its own log, and restarts one that dies: at once, unless it dies
    within CRASH_LOOP_S of its start (then with a backoff). Each worker joins its group with a
    stable instance id (static membership), so a restarted one takes its partitions back at once.
+   `--replicas N` (or ORDERSTREAM_REPLICAS) runs N workers of each worker service, each with
+   its own instance id, web port and log, and Faust standby replicas of their tables
+   (`replica_plan`); the gateway stays one process, and so does the router while FIX venues
+   are configured (a FIX venue accepts one session).
 4. Waits until every service answers /healthz, then creates the demo accounts (alice, bob)
    with API keys and deposits through the gateway's admin API, and prints where it listens.
 
@@ -58,6 +62,11 @@ DEMO_ACCOUNTS = {
 READY_TIMEOUT_S = 180.0
 STOP_GRACE_S = 20.0
 CRASH_LOOP_S = 10.0  # a service that dies sooner after its start is in a crash loop: back off
+REPLICA_SESSION_TIMEOUT_S = 6  # with replicas: the broker's least; heartbeats run in the consumer thread
+REPLICA_PORT_STEP = 1000  # replica i of a worker serves /healthz on its WEB_PORT + i * this
+#: Services that run one process whatever --replicas says: the gateway holds no partitions (any
+#: number can serve, but `up` prints one address), the others are the consumer-group workers.
+SINGLE = frozenset({"gateway"})
 
 
 def run_dir() -> Path:
@@ -79,12 +88,46 @@ def procfile(path: Path = PROCFILE) -> dict[str, list[str]]:
     return out
 
 
-def web_port(service: str, env: dict[str, str]) -> int:
-    """The service's /healthz port under `env`: its WEB_PORT setting, else its settings' default."""
+def _settings_default(service: str, field: str) -> Any:
     module, _, cls = SETTINGS[service].partition(":")
+    info = getattr(importlib.import_module(module), cls).model_fields[field]
+    return info.get_default(call_default_factory=True)
+
+
+def web_port(service: str, env: dict[str, str], replica: int = 0) -> int:
+    """The /healthz port of a service's replica under `env`: its WEB_PORT setting, else its
+    settings' default; replica i adds i * REPLICA_PORT_STEP."""
     given = env.get(f"ORDERSTREAM_{service.upper()}_WEB_PORT")
-    default = getattr(importlib.import_module(module), cls).model_fields["web_port"].default
-    return int(given) if given else int(default)
+    port = int(given) if given else int(_settings_default(service, "web_port"))
+    return port + replica * REPLICA_PORT_STEP if port else 0
+
+
+def fix_venues_configured(env: dict[str, str]) -> bool:
+    """Whether the router is given FIX venues under `env` (its default names one)."""
+    given = env.get("ORDERSTREAM_ROUTER_FIX_VENUES")
+    return bool(json.loads(given) if given else _settings_default("router", "fix_venues"))
+
+
+def replica_plan(replicas: int, env: dict[str, str]) -> tuple[dict[str, int], list[str]]:
+    """Workers per service for `--replicas N`, and what was held back and why."""
+    if replicas < 1:
+        raise ValueError(f"--replicas must be at least 1, not {replicas}")
+    plan = {s: 1 if s in SINGLE else replicas for s in SETTINGS}
+    notes: list[str] = []
+    if replicas > 1 and fix_venues_configured(env):
+        plan["router"] = 1
+        notes.append("router: one worker, since FIX venues are configured (a FIX venue accepts one "
+                     "session); ORDERSTREAM_ROUTER_FIX_VENUES={} lifts it")
+    partitions = int(env.get("ORDERSTREAM_PARTITIONS") or 4)
+    if replicas > partitions:
+        notes.append(f"{replicas} workers per service for {partitions} partitions: "
+                     f"{replicas - partitions} of each will idle")
+    return plan, notes
+
+
+def replica_name(service: str, replica: int) -> str:
+    """The supervisor's name of a replica (and of its log): the service's for the first one."""
+    return service if replica == 0 else f"{service}-{replica}"
 
 
 # -- the supervisor -------------------------------------------------------------------
@@ -94,6 +137,8 @@ def web_port(service: str, env: dict[str, str]) -> int:
 class Child:
     name: str
     argv: list[str]
+    env: dict[str, str]
+    port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -101,18 +146,39 @@ class Child:
     crashes_in_a_row: int = 0
 
 
-def child_env(service: str) -> dict[str, str]:
-    """A service's environment: static group membership under a stable name (one worker per
-    service here), so that a restarted worker takes its partitions back at once."""
-    name = f"ORDERSTREAM_{service.upper()}_INSTANCE_ID"
-    return {name: f"{service}-0", **os.environ}
+def child_env(service: str, replica: int = 0, replicas: int = 1,
+              env: dict[str, str] | None = None) -> dict[str, str]:
+    """A replica's environment: static group membership under a stable name (`<service>-<i>`),
+    so that a restarted worker takes its partitions back at once (an INSTANCE_ID set empty keeps
+    dynamic membership); with more than one worker per service, each its own web port and data
+    folder, N-1 Faust standby replicas of its tables and a session timeout of
+    REPLICA_SESSION_TIMEOUT_S (a worker that stays dead hands its partitions to the others
+    after it), unless STANDBY_REPLICAS or SESSION_TIMEOUT_S are set."""
+    out = dict(os.environ if env is None else env)
+    up = service.upper()
+    out.setdefault(f"ORDERSTREAM_{up}_INSTANCE_ID", f"{service}-0")
+    if out[f"ORDERSTREAM_{up}_INSTANCE_ID"]:
+        out[f"ORDERSTREAM_{up}_INSTANCE_ID"] = f"{service}-{replica}"
+    if service not in SINGLE:
+        out.setdefault(f"ORDERSTREAM_{up}_STANDBY_REPLICAS", str(replicas - 1))
+        if replicas > 1:
+            out.setdefault(f"ORDERSTREAM_{up}_SESSION_TIMEOUT_S", str(REPLICA_SESSION_TIMEOUT_S))
+    if replica:
+        data_dir = out.get(f"ORDERSTREAM_{up}_DATA_DIR") or str(_settings_default(service, "data_dir"))
+        out[f"ORDERSTREAM_{up}_WEB_PORT"] = str(web_port(service, out, replica))
+        out[f"ORDERSTREAM_{up}_DATA_DIR"] = os.path.join(data_dir, f"replica-{replica}")
+    return out
 
 
 def supervise(folder: Path) -> int:
-    """Run every Procfile service, each with its own log; restart the ones that die; stop on SIGTERM."""
+    """Run every Procfile service (ORDERSTREAM_REPLICAS workers of each worker service), each
+    with its own log; restart the ones that die; stop on SIGTERM."""
     logs = folder / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    children = [Child(name, argv) for name, argv in procfile().items()]
+    plan, _ = replica_plan(int(os.environ.get("ORDERSTREAM_REPLICAS") or 1), dict(os.environ))
+    children = [Child(replica_name(name, i), argv, child_env(name, i, plan[name]),
+                      web_port(name, dict(os.environ), i))
+                for name, argv in procfile().items() for i in range(plan[name])]
     stopping = False
 
     def stop(*_: Any) -> None:
@@ -136,11 +202,11 @@ def supervise(folder: Path) -> int:
                 if c.proc is None and now >= c.next_start:
                     with open(logs / f"{c.name}.log", "ab") as log:
                         c.proc = subprocess.Popen(c.argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                                  env=child_env(c.name))
+                                                  env=c.env)
                     c.started = now
                     say(f"started {c.name} (pid {c.proc.pid})")
-            snapshot = {c.name: {"pid": c.proc.pid if c.proc else None, "restarts": c.restarts}
-                        for c in children}
+            snapshot = {c.name: {"pid": c.proc.pid if c.proc else None, "restarts": c.restarts,
+                                 "port": c.port} for c in children}
             state.with_suffix(".tmp").write_text(json.dumps(snapshot))
             state.with_suffix(".tmp").replace(state)  # a reader never sees half of it
             time.sleep(0.5)
@@ -324,13 +390,18 @@ def save_credentials(folder: Path, creds: dict[str, Any]) -> None:
 # -- commands ----------------------------------------------------------------------------
 
 
-def up(_: argparse.Namespace) -> int:
+def up(args: argparse.Namespace) -> int:
     from orderstream.common.topics import create_topics
 
     folder = run_dir()
     folder.mkdir(parents=True, exist_ok=True)
+    replicas = args.replicas
+    if replicas is None:
+        replicas = int(os.environ.get("ORDERSTREAM_REPLICAS") or 1)
     if docker_engine() and not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         say("a Docker engine is there: docker compose up")
+        if replicas > 1:
+            say("--replicas applies to the local supervisor only: docker compose runs one of each")
         creds = load_credentials(folder)
         save_credentials(folder, creds)
         compose_env = {
@@ -351,8 +422,13 @@ def up(_: argparse.Namespace) -> int:
         }
         ports = {"gateway": 8080}
     else:
-        env = {**os.environ, **infrastructure(folder)}
-        ports = {s: web_port(s, env) for s in SETTINGS}
+        env = {**os.environ, **infrastructure(folder), "ORDERSTREAM_REPLICAS": str(replicas)}
+        plan, notes = replica_plan(replicas, env)
+        for note in notes:
+            say(note)
+        ports = {replica_name(s, i): web_port(s, env, i) for s in SETTINGS for i in range(plan[s])}
+        if replicas > 1:
+            say("workers per service: " + ", ".join(f"{s} {n}" for s, n in plan.items()))
     creds = load_credentials(folder)
     save_credentials(folder, creds)
     prefix = env.get("ORDERSTREAM_TOPIC_PREFIX", "")
@@ -427,6 +503,7 @@ def status(_: argparse.Namespace) -> int:
     children = supervised(folder)
     env = dict(os.environ)
     ports = {s: web_port(s, env) for s in SETTINGS}
+    ports.update({name: int(child["port"]) for name, child in children.items() if child.get("port")})
 
     async def probe() -> dict[str, Any]:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=3)) as http:
@@ -440,7 +517,7 @@ def status(_: argparse.Namespace) -> int:
         extra = f"partitions {body['assigned_partitions']}" if "assigned_partitions" in body else ""
         pid_text, restarts = str(child.get("pid", "-")), str(child.get("restarts", "-"))
         say(
-            f"  {service:<11} {body.get('status', '?'):<8} port {ports[service]:<5} pid {pid_text:<7} "
+            f"  {service:<13} {body.get('status', '?'):<8} port {ports[service]:<5} pid {pid_text:<7} "
             f"restarts {restarts:<3} {extra}"
         )
     subprocess.run([sys.executable, str(INFRA), "status"], check=False)
@@ -451,7 +528,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="orderstream-platform", description=__doc__)
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("supervise").set_defaults(func=lambda _: supervise(run_dir()))
-    sub.add_parser("up").set_defaults(func=up)
+    p = sub.add_parser("up")
+    p.add_argument("--replicas", type=int, default=None,
+                   help="workers per worker service (default ORDERSTREAM_REPLICAS, else 1)")
+    p.set_defaults(func=up)
     sub.add_parser("down").set_defaults(func=down)
     sub.add_parser("status").set_defaults(func=status)
     args = parser.parse_args(argv)
