@@ -246,8 +246,111 @@ async def test_ccxt_maps_each_refusal_to_its_exception_class(
         await alice.cancel_order("1234567890123", "BTC/USD")
     with pytest.raises(ccxt.BadSymbol):
         await alice.public_get_depth({"symbol": "NOPEUSD"})
-    with pytest.raises(ccxt.ExchangeError, match="-1020"):
-        await alice.private_post_orderlist_oco({"symbol": "BTCUSD", "side": "SELL", "quantity": "0.01"})
+    with pytest.raises(ccxt.ExchangeError, match="-1020"):  # an OTO: one pending order, no list of ours
+        await alice.private_post_orderlist_oto({"symbol": "BTCUSD", "workingType": "LIMIT"})
+
+
+async def test_order_lists_oco_one_leg_fills_the_other_is_cancelled_and_lists_are_cancelled(
+    platform: dict[str, Any], traders: dict[str, Any]
+) -> None:
+    """python-binance places an OCO around the last price; bob's buy fills its limit leg and the matcher
+    cancels its stop leg, as CCXT reads back; a second OCO (CCXT) and an OTOCO (our bracket: its exits
+    placed once the working order filled) are cancelled as lists."""
+    x_alice, x_bob = traders["alice"], traders["bob"]
+    creds = platform["creds"]["accounts"]
+
+    class Local(AsyncClient):  # type: ignore[misc]
+        API_URL = platform["base"] + "/api"
+
+    alice = await Local.create(creds["alice"]["key_id"], creds["alice"]["secret"])
+    log: list[str] = []
+    try:
+        await x_bob.create_order("BTC/USD", "limit", "sell", 0.01, 32000)  # a last price of 32000
+        await until(lambda: _book_with(x_alice, "BTC/USD", 32000.0), "bob's ask in the book")
+        await x_alice.create_order("BTC/USD", "limit", "buy", 0.01, 32000)
+        await until(lambda: _ticker_at(x_alice, 32000.0), "the last price 32000")
+
+        oco = await alice.create_oco_order(
+            symbol="BTCUSD", side="SELL", quantity="0.01", aboveType="LIMIT_MAKER", abovePrice="33000",
+            belowType="STOP_LOSS_LIMIT", belowStopPrice="31000", belowPrice="30900", belowTimeInForce="GTC",
+        )
+        log.append(f"create_oco_order(SELL 0.01 BTCUSD 33000 / 31000) -> {json.dumps(oco)}")
+        assert oco["contingencyType"] == "OCO" and oco["listClientOrderId"].startswith("x-")
+        assert [(x["type"], x["status"]) for x in oco["orderReports"]] == [
+            ("LIMIT", "NEW"), ("STOP_LOSS_LIMIT", "NEW")]
+        list_id, (limit_leg, stop_leg) = oco["orderListId"], (o["orderId"] for o in oco["orders"])
+        await until(lambda: _open_list(alice, list_id), "the OCO among python-binance's open OCO orders")
+        bought = await x_bob.create_order("BTC/USD", "limit", "buy", 0.01, 33000)
+        assert (bought["status"], bought["average"]) == ("closed", 33000.0)
+        done = await until(lambda: _list_done(x_alice, list_id), "the OCO all done")
+        assert (done["contingencyType"], done["listOrderStatus"]) == ("OCO", "ALL_DONE")
+        filled = await x_alice.fetch_order(str(limit_leg), "BTC/USD")
+        gone = await x_alice.fetch_order(str(stop_leg), "BTC/USD")
+        assert (filled["status"], filled["filled"]) == ("closed", 0.01)
+        assert (gone["status"], gone["filled"]) == ("canceled", 0.0)
+        assert filled["info"]["orderListId"] == gone["info"]["orderListId"] == list_id
+        trades = await until(lambda: _trades_of(x_alice, str(limit_leg)), "the OCO's fill in myTrades")
+        assert trades[0]["info"]["orderListId"] == list_id
+
+        await until(lambda: _ticker_at(x_alice, 33000.0), "the last price 33000")
+        second = await x_alice.private_post_orderlist_oco({
+            "symbol": "BTCUSD", "side": "SELL", "quantity": "0.01", "aboveType": "LIMIT_MAKER",
+            "abovePrice": "34000", "belowType": "STOP_LOSS", "belowStopPrice": "32000",
+        })
+        await until(lambda: _open_list(alice, second["orderListId"]), "the second OCO open")
+        canceled = await x_alice.private_delete_orderlist(
+            {"symbol": "BTCUSD", "orderListId": second["orderListId"]}
+        )
+        assert (canceled["listStatusType"], canceled["listOrderStatus"]) == ("ALL_DONE", "ALL_DONE")
+        assert [x["status"] for x in canceled["orderReports"]] == ["CANCELED", "CANCELED"]
+
+        bracket = await alice.v3_post_order_list_otoco(
+            symbol="BTCUSD", workingType="LIMIT", workingSide="BUY", workingPrice="32500",
+            workingQuantity="0.01", workingTimeInForce="GTC", pendingSide="SELL", pendingQuantity="0.01",
+            pendingAboveType="LIMIT_MAKER", pendingAbovePrice="34000", pendingBelowType="STOP_LOSS",
+            pendingBelowStopPrice="31000",
+        )
+        log.append(f"v3_post_order_list_otoco(BUY 0.01 @32500, exits 34000 / 31000) -> {json.dumps(bracket)}")
+        assert bracket["contingencyType"] == "OTO"
+        assert [x["status"] for x in bracket["orderReports"]] == ["NEW", "PENDING_NEW", "PENDING_NEW"]
+        await until(lambda: _book_with_bid(x_alice, 32500.0), "the working order in the book")
+        await x_bob.create_order("BTC/USD", "limit", "sell", 0.01, 32500)
+        placed = await until(lambda: _exits_placed(alice, bracket["orderListId"]), "the exits placed")
+        assert placed["listStatusType"] == "EXEC_STARTED"
+        every = await alice.v3_get_all_order_list()
+        assert {list_id, second["orderListId"], bracket["orderListId"]} <= {x["orderListId"] for x in every}
+        ended = await alice.v3_delete_order_list(symbol="BTCUSD", orderListId=bracket["orderListId"])
+        log.append(f"v3_delete_order_list -> {json.dumps(ended)}")
+        assert [x["status"] for x in ended["orderReports"]] == ["FILLED", "CANCELED", "CANCELED"]
+        assert ended["listOrderStatus"] == "ALL_DONE"
+    finally:
+        await alice.close_connection()
+        print("\n--- python-binance order list transcript ---\n" + "\n".join(log))
+
+
+async def _open_list(client: Any, list_id: int) -> bool:
+    return list_id in [x["orderListId"] for x in await client.get_open_oco_orders()]
+
+
+async def _list_done(ex: Any, list_id: int) -> dict[str, Any] | None:
+    got: dict[str, Any] = await ex.private_get_orderlist({"orderListId": list_id})
+    return got if got["listStatusType"] == "ALL_DONE" else None
+
+
+async def _trades_of(ex: Any, order_id: str) -> list[dict[str, Any]]:
+    return [t for t in await ex.fetch_my_trades("BTC/USD") if t["order"] == order_id]
+
+
+async def _book_with_bid(ex: Any, price: float) -> bool:
+    return any(level[0] == price for level in (await ex.fetch_order_book("BTC/USD"))["bids"])
+
+
+async def _exits_placed(client: Any, list_id: int) -> dict[str, Any] | None:
+    got: dict[str, Any] = await client.v3_get_order_list(orderListId=list_id)
+    states = [
+        (await client.get_order(symbol="BTCUSD", orderId=o["orderId"]))["status"] for o in got["orders"]
+    ]
+    return got if states == ["FILLED", "NEW", "NEW"] else None
 
 
 def test_python_binance_client_trades_and_reads(platform: dict[str, Any]) -> None:

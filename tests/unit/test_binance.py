@@ -12,6 +12,8 @@ from orderstream.gateway.binance import (
     BnError,
     Params,
     binance_status,
+    list_kind,
+    list_number,
     order_number,
     total_params,
     translated,
@@ -89,3 +91,27 @@ def test_statuses() -> None:
     assert binance_status("CANCELED", D(0), "IOC_REMAINDER") == "EXPIRED"
     assert binance_status("CANCELED", D(0), "CLIENT_REQUEST") == "CANCELED"
     assert binance_status("CANCELED", D(0), "SELF_TRADE_PREVENTION") == "EXPIRED_IN_MATCH"
+
+
+def test_an_order_lists_id_is_its_documents_own_number_and_only_its_orders_carry_it() -> None:
+    oco = {"order_id": "BTC-USD-a1b2c3d4e5f60718", "ts": 1700000000.5, "symbol": "BTC-USD",
+           "legs": ["BTC-USD"] * 2}
+    assert (list_kind(oco), list_kind({**oco, "legs": ["BTC-USD"] * 3})) == ("OCO", "BRACKET")
+    for other in ({**oco, "symbol": "BASKET"}, {**oco, "symbol": "INDEX"}, {**oco, "legs": None}):
+        assert list_kind(other) is None
+    list_id = list_number(oco, f"{oco['order_id']}/1")
+    assert list_id == order_number(oco) == list_number(oco, f"{oco['order_id']}/0")
+    assert list_id not in [order_number(oco, f"{oco['order_id']}/{n}") for n in (0, 1)]
+    assert list_number(oco, oco["order_id"]) == -1  # the list itself is no order of a list
+    assert list_number({**oco, "symbol": "BASKET"}, f"{oco['order_id']}/0") == -1
+
+
+def test_a_list_refusal_names_binance_parameters() -> None:
+    names = {"price": "abovePrice", "stop_price": "belowStopPrice"}
+    order = translated(ApiError(40001, "invalid price: must be above stop_price (29000)",
+                                {"field": "price", "issue": "not above stop_price"}), names=names)
+    assert order.code == -2010 and "'abovePrice' must be above 'belowStopPrice'" in order.msg
+    missing = translated(ApiError(40001, "x", {"field": "stop_price", "issue": "required"}), names=names)
+    assert (missing.code, missing.msg) == (
+        -1102, "Mandatory parameter 'belowStopPrice' was not sent, was empty/null, or malformed.")
+    assert translated(ApiError(40014, "order lists trade on the internal venue")).code == -1020

@@ -17,6 +17,8 @@ mirrors and the per-account report fan-out.
   the creation time in the gateway's idempotency document (`gateway_orders.ts`), so orderId =
   creation ms << 11 | the id's first 6 bits << 5 | basket leg + 1 (0 for an order of its own): stable,
   derived, nothing more stored, and found again through the creation time.
+- orderListId: an order list (our OCO or bracket, `binance_lists.py`) is numbered the same way from its
+  own document, leg code 0; its orders `<list id>/<n>` get codes n + 1.
 - Errors are `{"code": -1121, "msg": "Invalid symbol."}` with Binance's codes and HTTP statuses.
 """
 
@@ -40,6 +42,7 @@ from urllib.parse import parse_qsl, unquote_plus
 from aiohttp import web
 
 from orderstream.common import records as r
+from orderstream.common.basket import list_orders
 from orderstream.common.decimals import API_MAX
 from orderstream.common.history import LIVE, balances
 from orderstream.common.trading import TERMINAL
@@ -47,7 +50,7 @@ from orderstream.gateway import api
 from orderstream.gateway.app import Gateway
 from orderstream.gateway.auth import Principal
 from orderstream.gateway.binance_market import INTERVALS_MS, MarketCache, bn, bn_symbol, ms, number
-from orderstream.gateway.core import parse
+from orderstream.gateway.core import BASKET, INDEX, parse
 from orderstream.gateway.errors import ApiError
 from orderstream.gateway.rest import UNAVAILABLE
 
@@ -128,15 +131,26 @@ FIELD_NAMES = {
 }
 
 
-def translated(e: ApiError, *, cancel: bool = False) -> BnError:
-    """A gateway refusal as Binance answers the same situation."""
+RELATION = "The relationship of the prices for the orders is not correct."
+
+
+def translated(e: ApiError, *, cancel: bool = False, names: dict[str, str] | None = None) -> BnError:
+    """A gateway refusal as Binance answers the same situation; `names`: our fields' Binance parameter
+    names where they differ from FIELD_NAMES' (an order list's)."""
     if e.code in FILTERS:
         return BnError(-1013, f"Filter failure: {FILTERS[e.code]}")
     if e.code == 40010:
         return BnError(-1121, "Invalid symbol.")
     if e.code == 40001:
-        name = FIELD_NAMES.get(str(e.details.get("field")), str(e.details.get("field")))
-        return mandatory(name) if "required" in str(e.details.get("issue")).lower() else illegal(name)
+        known = FIELD_NAMES | (names or {})
+        field, issue = str(e.details.get("field")), str(e.details.get("issue"))
+        name = known.get(field, field)
+        if issue.startswith("not above "):  # two prices of a list out of order
+            low = issue.removeprefix("not above ")
+            return BnError(-2010, f"{RELATION} ('{name}' must be above '{known.get(low, low)}')")
+        return mandatory(name) if "required" in issue.lower() else illegal(name)
+    if e.code == 40014:  # an order list on a symbol of an external venue
+        return BnError(-1020, f"This operation is not supported. ({e.message})")
     if e.code in (40100, 40101, 40301):
         return BnError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
     if e.code in (40102, 40104):
@@ -235,6 +249,19 @@ CHOICE_ERRORS = {
     "interval": -1120,
     "selfTradePreventionMode": -1100,
     "cancelReplaceMode": -1100,
+    "aboveType": -1116,
+    "belowType": -1116,
+    "workingType": -1116,
+    "pendingAboveType": -1116,
+    "pendingBelowType": -1116,
+    "workingSide": -1117,
+    "pendingSide": -1117,
+    "aboveTimeInForce": -1115,
+    "belowTimeInForce": -1115,
+    "stopLimitTimeInForce": -1115,
+    "workingTimeInForce": -1115,
+    "pendingAboveTimeInForce": -1115,
+    "pendingBelowTimeInForce": -1115,
 }
 CHOICE_MESSAGES = {
     -1117: "Invalid side.",
@@ -279,6 +306,23 @@ def order_number(doc: dict[str, Any], order_id: str | None = None) -> int:
     bits = int(tail[:2], 16) >> 2 if len(tail) >= 2 and all(c in "0123456789abcdef" for c in tail[:2]) else 0
     code = int(leg) + 1 if leg.isdigit() and int(leg) < 31 else 0
     return (int(doc["ts"] * 1000) << 11) | (bits << 5) | code
+
+
+def list_kind(doc: dict[str, Any]) -> str | None:
+    """OCO or BRACKET for the document of an order list (our own legs on one real symbol: two for an
+    OCO, three for a bracket), None for any other order (a basket's and an index order's symbol is
+    theirs, a TWAP/VWAP parent has no legs)."""
+    legs = doc.get("legs")
+    if not legs or doc.get("symbol") in (BASKET, INDEX) or doc.get("algo"):
+        return None
+    return {2: "OCO", 3: "BRACKET"}.get(len(legs))
+
+
+def list_number(doc: dict[str, Any] | None, order_id: str) -> int:
+    """Binance's orderListId of an order (-1 when it is of no list): its list's own orderId."""
+    if doc is None or "/" not in order_id or list_kind(doc) is None:
+        return -1
+    return order_number(doc, doc["order_id"])
 
 
 @dataclass
@@ -493,8 +537,8 @@ class BinanceApi:
             "quoteCommissionPrecision": 8,
             "orderTypes": ORDER_TYPES,
             "icebergAllowed": True,
-            "ocoAllowed": False,
-            "otoAllowed": False,
+            "ocoAllowed": i.venue == "INTERNAL",  # lists trade on the internal venue only
+            "otoAllowed": i.venue == "INTERNAL",  # OTOCO; an OTO itself is refused (binance_lists.py)
             "quoteOrderQtyMarketAllowed": True,
             "allowTrailingStop": False,
             "cancelReplaceAllowed": True,
@@ -864,15 +908,10 @@ class BinanceApi:
         state = await self.state_of(placed["order_id"], who) if placed["duplicate"] else None
         order = Order(doc, placed["order_id"], command, state or (report_state(seen[-1]) if seen else None))
         view = self.order_view(order)
-        head = {k: view[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId")}
-        head["transactTime"] = view["time"]
         if resp == "ACK":
-            return head
-        result = {
-            **head,
-            **{k: v for k, v in view.items() if k not in ("time", "updateTime", "isWorking")},
-            "workingTime": view["workingTime"],
-        }
+            head = {k: view[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId")}
+            return {**head, "transactTime": view["time"]}
+        result = result_view(view)
         if resp == "FULL":
             result["fills"] = fills(seen)
         return result
@@ -908,20 +947,22 @@ class BinanceApi:
         return {}
 
     @contextmanager
-    def watch(self, account: str, client_order_id: str) -> Iterator[asyncio.Queue[r.ExecutionReport]]:
-        """The execution reports of the account's order `client_order_id` from now on (the gateway's
-        per-account report fan-out)."""
+    def watch(self, account: str, *client_order_ids: str) -> Iterator[asyncio.Queue[r.ExecutionReport]]:
+        """The execution reports of the account's orders `client_order_ids` from now on, in one queue
+        (the gateway's per-account report fan-out)."""
         queue: asyncio.Queue[r.ExecutionReport] = asyncio.Queue()
         mine = self.watchers.setdefault(account, {})
-        mine.setdefault(client_order_id, set()).add(queue)
+        for client_order_id in client_order_ids:
+            mine.setdefault(client_order_id, set()).add(queue)
         self.gw.report_sinks.setdefault(account, set()).add(self.heard)
         try:
             yield queue
         finally:
-            queues = mine.get(client_order_id, set())
-            queues.discard(queue)
-            if not queues:
-                mine.pop(client_order_id, None)
+            for client_order_id in client_order_ids:
+                queues = mine.get(client_order_id, set())
+                queues.discard(queue)
+                if not queues:
+                    mine.pop(client_order_id, None)
             if not mine:
                 self.watchers.pop(account, None)
                 sinks = self.gw.report_sinks.get(account, set())
@@ -992,25 +1033,43 @@ class BinanceApi:
         order_id = None
         doc: dict[str, Any] | None = None
         if number_ is not None:
-            at = (number_ >> 11) / 1000
-            candidates = self.gw.orders.find(
-                {"account_id": who.account_id, "ts": {"$gte": at - 0.002, "$lte": at + 0.002}}
-            )
-            async for d in candidates:
+            for d in await self.docs_near(who, number_):
                 legs = d.get("legs") or []
-                for oid in [d["order_id"], *(f"{d['order_id']}/{k}" for k in range(len(legs)))]:
+                ids = [*(f"{d['order_id']}/{k}" for k in range(len(legs)))]
+                if list_kind(d) is None:  # a list's own number is its orderListId, not an order's
+                    ids.insert(0, d["order_id"])
+                for oid in ids:
                     if order_number(d, oid) == number_:
-                        doc, order_id = dict(d), oid
+                        doc, order_id = d, oid
         else:
             assert client_id is not None
-            found = await self.gw.orders.find_one({"_id": f"{who.account_id}|{client_id}"})
-            doc, order_id = (dict(found), found["order_id"]) if found else (None, None)
-        if doc is None or order_id is None:
-            raise missing
+            doc, order_id = await self.by_client_id(who, client_id)
+        if doc is None or order_id is None or ("/" not in order_id and list_kind(doc)):
+            raise missing  # a list's own client id names the list (GET /api/v3/orderList), not an order
         symbol = doc["legs"][int(order_id.rsplit("/", 1)[1])] if "/" in order_id else doc["symbol"]
         if symbol != i.symbol:
             raise missing
         return await self.order_of(doc, order_id, who)
+
+    async def docs_near(self, who: Principal, number_: int) -> list[dict[str, Any]]:
+        """The account's idempotency documents made when the Binance id `number_` says (its time)."""
+        at = (number_ >> 11) / 1000
+        window = {"$gte": at - 0.002, "$lte": at + 0.002}
+        found = self.gw.orders.find({"account_id": who.account_id, "ts": window})
+        return [dict(d) async for d in found]
+
+    async def by_client_id(self, who: Principal, client_id: str) -> tuple[dict[str, Any] | None, str | None]:
+        """The document and order id of the account's order `client_id`; an order of a list or basket
+        by its own client id, `<list's client id>/<n>`."""
+        found = await self.gw.orders.find_one({"_id": f"{who.account_id}|{client_id}"})
+        if found is not None:
+            return dict(found), found["order_id"]
+        head, _, leg = client_id.rpartition("/")
+        if head and leg.isdigit():
+            parent = await self.gw.orders.find_one({"_id": f"{who.account_id}|{head}"})
+            if parent is not None and int(leg) < len(parent.get("legs") or []):
+                return dict(parent), f"{parent['order_id']}/{int(leg)}"
+        return None, None
 
     async def order_of(self, doc: dict[str, Any], order_id: str, who: Principal) -> Order:
         return Order(doc, order_id, self.command_of(doc, order_id), await self.state_of(order_id, who))
@@ -1024,13 +1083,15 @@ class BinanceApi:
         if known is not None:
             return known
         raw = doc.get("command")
-        if raw is None or "/" in order_id:
+        if raw is None:
             return None
         try:
             command = self.gw.codec.decode(raw)
         except Exception:  # a document of another version: shown from its state
             return None
-        return command if isinstance(command, r.SubmitOrder) else None
+        if isinstance(command, r.SubmitOrderList):  # an order of a list: as the matcher places it
+            return next((o for o in list_orders(command) if o.order_id == order_id), None)
+        return command if isinstance(command, r.SubmitOrder) and "/" not in order_id else None
 
     async def orders_of(self, who: Principal, states: list[dict[str, Any]]) -> list[Order]:
         """Orders (with their idempotency documents) for stored states, in the states' order."""
@@ -1060,8 +1121,10 @@ class BinanceApi:
         filled = Decimal(s.get("filled_quantity") or 0)
         average = Decimal(s.get("average_price") or 0)
         status = binance_status(s.get("status"), filled, s.get("reason"))
+        if not s and list_kind(o.doc) == "BRACKET" and not o.order_id.endswith("/0"):
+            status = "PENDING_NEW"  # an exit the entry's fills have not placed (yet)
         stop_type = order_type not in (r.OrderType.LIMIT, r.OrderType.MARKET)
-        working = (
+        working = status != "PENDING_NEW" and (
             not stop_type or s.get("status") in ("TRIGGERED", "PARTIALLY_FILLED", "FILLED") or filled > 0
         )
         symbol = o.doc["legs"][int(o.order_id.rsplit("/", 1)[1])] if "/" in o.order_id else o.doc["symbol"]
@@ -1069,8 +1132,8 @@ class BinanceApi:
         return {
             "symbol": bn_symbol(instrument) if instrument else symbol.replace("-", ""),
             "orderId": order_number(o.doc, o.order_id),
-            "orderListId": -1,
-            "clientOrderId": s.get("client_order_id") or o.doc["client_order_id"],
+            "orderListId": list_number(o.doc, o.order_id),
+            "clientOrderId": s.get("client_order_id") or client_id_of(o.doc, o.order_id),
             "price": bn(s.get("price") or (c.price if c else None)),
             "origQty": bn(quantity),
             "executedQty": bn(filled),
@@ -1115,12 +1178,7 @@ class BinanceApi:
         """Cancel through the gateway and wait (bounded) for the order to end; Binance's cancel answer."""
         if order.state is not None and order.state.get("status") in {s.value for s in TERMINAL}:
             raise BnError(-2011, "Unknown order sent.")
-        client_id = (
-            order.doc["client_order_id"]
-            if "/" not in order.order_id
-            else (f"{order.doc['client_order_id']}/{order.order_id.rsplit('/', 1)[1]}")
-        )
-        with self.watch(who.account_id, client_id) as reports:
+        with self.watch(who.account_id, client_id_of(order.doc, order.order_id)) as reports:
             try:
                 await self.gw.cancel(who, {"order_id": order.order_id}, request_id)
             except ApiError as e:
@@ -1128,13 +1186,7 @@ class BinanceApi:
             seen = await self.outcome(reports, True)
         if seen:  # not ended within the wait: the cancel is requested, the order's reports tell the rest
             order.state = report_state(seen[-1])
-        view = self.order_view(order)
-        view["origClientOrderId"] = view["clientOrderId"]
-        view["clientOrderId"] = new_client_id or f"os-{uuid.uuid4().hex[:22]}"
-        view["transactTime"] = int(time.time() * 1000)
-        for k in ("time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty"):
-            view.pop(k, None)
-        return view
+        return canceled_view(self.order_view(order), new_client_id)
 
     async def open_states(self, who: Principal, symbol: str | None) -> list[dict[str, Any]]:
         query: dict[str, Any] = {"account_id": who.account_id, "status": {"$in": list(LIVE)}}
@@ -1173,41 +1225,52 @@ class BinanceApi:
         return who, self.instrument(params), limit, (params.integer("startTime"), params.integer("endTime"))
 
     async def all_orders(self, request: web.Request, params: Params, who: Principal | None) -> Any:
-        """The symbol's orders by orderId (creation time), from `orderId` or `startTime` on."""
-        who, i, limit, (start, end) = await self.page(who, params)
+        """The symbol's orders by orderId (creation time), from `orderId` or `startTime` on; an order
+        list's orders each (its document is counted once against `limit`)."""
+        who, i, limit, window = await self.page(who, params)
         from_id = params.integer("orderId", None, 0, MAX_BINANCE_ID)
-        window: dict[str, Any] = {}
+        docs = await self.paged_docs(who, {"symbol": i.symbol}, from_id, window, limit)
+        ids = {d["order_id"]: order_ids(d) for d in docs}
+        states = await self.states_of(who, [oid for each in ids.values() for oid in each])
+        return [
+            self.order_view(Order(d, oid, self.command_of(d, oid), states.get(oid)))
+            for d in docs
+            for oid in ids[d["order_id"]]
+        ]
+
+    async def paged_docs(
+        self,
+        who: Principal,
+        query: dict[str, Any],
+        from_id: int | None,
+        window: tuple[int | None, int | None],
+        limit: int,
+    ) -> list[dict[str, Any]]:
+        """The account's idempotency documents matching `query` by creation time: from the Binance id
+        `from_id` (its own number, see order_number) or the `window`'s start on, else the latest `limit`."""
+        start, end = window
+        ts: dict[str, Any] = {}
         if from_id is not None:
-            window["$gte"] = (from_id >> 11) / 1000 - 0.002
+            ts["$gte"] = (from_id >> 11) / 1000 - 0.002
         elif start is not None:
-            window["$gte"] = start / 1000
+            ts["$gte"] = start / 1000
         if end is not None:
-            window["$lte"] = end / 1000 + 0.001
-        query: dict[str, Any] = {"account_id": who.account_id, "symbol": i.symbol}
-        if window:
-            query["ts"] = window
-        cursor = (
-            self.gw.orders.find(query)
-            .sort("ts", 1 if window.get("$gte") is not None else -1)
-            .limit(limit + 10)
-        )
+            ts["$lte"] = end / 1000 + 0.001
+        query = {"account_id": who.account_id, **query}
+        if ts:
+            query["ts"] = ts
+        forward = ts.get("$gte") is not None
+        cursor = self.gw.orders.find(query).sort("ts", 1 if forward else -1).limit(limit + 10)
         docs = [dict(d) async for d in cursor]
         docs.sort(key=lambda d: d["ts"])
         if from_id is not None:
             docs = [d for d in docs if order_number(d) >= from_id]
-        docs = docs[:limit] if window.get("$gte") is not None else docs[-limit:]
-        states = {
-            d["_id"]: dict(d)
-            async for d in self.gw.db["trader_orders"].find(
-                {"_id": {"$in": [d["order_id"] for d in docs]}, "account_id": who.account_id}
-            )
-        }
-        return [
-            self.order_view(
-                Order(d, d["order_id"], self.command_of(d, d["order_id"]), states.get(d["order_id"]))
-            )
-            for d in docs
-        ]
+        return docs[:limit] if forward else docs[-limit:]
+
+    async def states_of(self, who: Principal, order_ids_: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored states (trader_orders) of the account's orders, by order id."""
+        found = self.gw.db["trader_orders"].find({"_id": {"$in": order_ids_}, "account_id": who.account_id})
+        return {d["_id"]: dict(d) async for d in found}
 
     async def my_trades(self, request: web.Request, params: Params, who: Principal | None) -> Any:
         """The account's fills in the symbol (the collector's order_events), oldest first."""
@@ -1247,7 +1310,7 @@ class BinanceApi:
                     "symbol": bn_symbol(i),
                     "id": number(e["trade_id"]),
                     "orderId": order_number(doc, e["order_id"]) if doc else number(e["order_id"]),
-                    "orderListId": -1,
+                    "orderListId": list_number(doc, e["order_id"]),
                     "price": bn(price),
                     "qty": bn(qty),
                     "quoteQty": bn(price * qty),
@@ -1342,9 +1405,6 @@ class BinanceApi:
             "newOrderResponse": placed,
         }
 
-    async def oco(self, request: web.Request, params: Params, who: Principal | None) -> Any:
-        raise BnError(-1020, "This operation is not supported.")
-
     # -- user data stream keys -------------------------------------------------------------------
 
     async def listen_key_new(self, request: web.Request, params: Params, who: Principal | None) -> Any:
@@ -1375,6 +1435,21 @@ def affordable(levels: list[tuple[Decimal, Decimal]], quote: Decimal, lot: Decim
     return quantity
 
 
+def client_id_of(doc: dict[str, Any], order_id: str) -> str:
+    """An order's client id: its document's, or for an order `<id>/<n>` of a list or basket,
+    `<the document's client id>/<n>`."""
+    if "/" not in order_id:
+        return str(doc["client_order_id"])
+    return f"{doc['client_order_id']}/{order_id.rsplit('/', 1)[1]}"
+
+
+def order_ids(doc: dict[str, Any]) -> list[str]:
+    """The orders of an idempotency document as Binance lists them: an order list's legs, else itself."""
+    if list_kind(doc) is None:
+        return [doc["order_id"]]
+    return [f"{doc['order_id']}/{k}" for k in range(len(doc["legs"]))]
+
+
 def binance_status(status: str | None, filled: Decimal, reason: str | None) -> str:
     if status in (None, "NEW", "ACCEPTED", "TRIGGERED", "REPLACED"):
         return "PARTIALLY_FILLED" if filled > 0 else "NEW"
@@ -1383,6 +1458,25 @@ def binance_status(status: str | None, filled: Decimal, reason: str | None) -> s
             return "EXPIRED_IN_MATCH"
         return "EXPIRED" if reason in EXPIRING else "CANCELED"
     return status
+
+
+def result_view(view: dict[str, Any]) -> dict[str, Any]:
+    """An order object as a new order's RESULT answers it (and an order list's orderReports)."""
+    kept = {k: v for k, v in view.items() if k not in ("time", "updateTime", "isWorking")}
+    head = {k: view[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId")}
+    return {**head, "transactTime": view["time"], **kept}
+
+
+def canceled_view(view: dict[str, Any], new_client_id: str | None) -> dict[str, Any]:
+    """An order object as a cancel answers it: `clientOrderId` names the cancel (`newClientOrderId`, or
+    one made as Binance does), `origClientOrderId` the order."""
+    view = dict(view)
+    view["origClientOrderId"] = view["clientOrderId"]
+    view["clientOrderId"] = new_client_id or f"os-{uuid.uuid4().hex[:22]}"
+    view["transactTime"] = int(time.time() * 1000)
+    for k in ("time", "updateTime", "isWorking", "workingTime", "origQuoteOrderQty"):
+        view.pop(k, None)
+    return view
 
 
 def report_state(report: r.ExecutionReport) -> dict[str, Any]:
@@ -1432,14 +1526,6 @@ ROUTES = (
     Route("GET", "/api/v3/allOrders", B.all_orders, 20, "SIGNED"),
     Route("GET", "/api/v3/myTrades", B.my_trades, 20, "SIGNED"),
     Route("GET", "/api/v3/account", B.account, 20, "SIGNED"),
-    Route("POST", "/api/v3/orderList/oco", B.oco, 1, "SIGNED"),
-    Route("POST", "/api/v3/orderList/oto", B.oco, 1, "SIGNED"),
-    Route("POST", "/api/v3/orderList/otoco", B.oco, 1, "SIGNED"),
-    Route("POST", "/api/v3/order/oco", B.oco, 1, "SIGNED"),
-    Route("GET", "/api/v3/orderList", B.oco, 4, "SIGNED"),
-    Route("DELETE", "/api/v3/orderList", B.oco, 1, "SIGNED"),
-    Route("GET", "/api/v3/allOrderList", B.oco, 20, "SIGNED"),
-    Route("GET", "/api/v3/openOrderList", B.oco, 6, "SIGNED"),
     Route("POST", "/api/v3/userDataStream", B.listen_key_new, 2, "API_KEY"),
     Route("PUT", "/api/v3/userDataStream", B.listen_key_keep, 2, "API_KEY"),
     Route("DELETE", "/api/v3/userDataStream", B.listen_key_close, 2, "API_KEY"),
@@ -1448,10 +1534,12 @@ ROUTES = (
 
 def register(app: web.Application, gw: Gateway) -> BinanceApi:
     """The Binance-compatible API's routes and streams on the gateway's application."""
+    from orderstream.gateway.binance_lists import LIST_ROUTES  # the order lists build on this module
+
     bapi = BinanceApi(gw)
     app.on_startup.append(bapi.start)
     app.on_cleanup.append(bapi.stop)
-    for route in ROUTES:
+    for route in ROUTES + LIST_ROUTES:
         app.router.add_route(route.method, route.path, bapi.handler(route))
     bapi.streams.register(app)
     return bapi

@@ -296,7 +296,7 @@ class Streams:
         return out
 
     def execution_report(self, rep: r.ExecutionReport, now: int) -> dict[str, Any]:
-        from orderstream.gateway.binance import STP_OUT, TYPES_OUT, binance_status, order_number
+        from orderstream.gateway.binance import STP_OUT, TYPES_OUT, binance_status, list_number, order_number
 
         command = self.bapi.placed.get(rep.order_id)
         doc = self.gw.submitter.known(rep.order_id.partition("/")[0])
@@ -339,7 +339,7 @@ class Streams:
             "p": bn(rep.price),
             "P": bn(command.stop_price if command else None),
             "F": bn(command.display_quantity if command else None),
-            "g": -1,
+            "g": list_number(doc, rep.order_id),
             "C": "",
             "x": execution,
             "X": status,
