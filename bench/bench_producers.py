@@ -21,15 +21,15 @@ import contextlib
 import os
 import sys
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from confluent_kafka import Producer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.kafka_tools import new_topic
+
 from bench.bench_chain import cpu_ticks, platform_processes
 from bench.servers import servers
 
@@ -37,13 +37,7 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 async def one(bootstrap: str, kafka_pid: int, kind: str, rate: float, group: int, seconds: float) -> str:
-    topic = f"bench-producers-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, group, 1)])
-    finally:
-        await admin.close()
+    topic = await new_topic(bootstrap, "bench-producers", group)
     send: Callable[[int], Awaitable[None]]
     if kind == "librdkafka":
         rd = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0.5, "acks": "all",

@@ -25,8 +25,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.fernet import Fernet
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
+from orderstream.common.mongo import insert_new
 from orderstream.common.signing import sign
 from orderstream.gateway.batching import Coalescer
 from orderstream.gateway.errors import ApiError
@@ -86,9 +87,6 @@ class Keys:
         return self._cache[key_id]
 
 
-DUPLICATE_KEY = 11000
-
-
 class Replays:
     """Signatures seen by any gateway (`gateway_signatures`); those asked together go in one insert."""
 
@@ -101,15 +99,8 @@ class Replays:
         return await self._inserts.submit((signature, datetime.fromtimestamp(keep_until_ms / 1000, UTC)))
 
     async def _insert(self, items: list[tuple[str, datetime]]) -> list[bool]:
-        try:
-            await self.collection.insert_many([{"_id": s, "expires": e} for s, e in items], ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            seen = {e["index"] for e in errors}
-            return [i not in seen for i in range(len(items))]
-        return [True] * len(items)
+        seen = await insert_new(self.collection, [{"_id": s, "expires": e} for s, e in items])
+        return [i not in seen for i in range(len(items))]
 
     async def forget(self, before_ms: float) -> None:
         """Drop the signatures to keep until before `before_ms`."""

@@ -26,12 +26,13 @@ from aiokafka import AIOKafkaProducer
 from cryptography.fernet import Fernet
 from motor.motor_asyncio import AsyncIOMotorClient
 from pydantic import BaseModel, ValidationError
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import PyMongoError
 
 from orderstream.common import records as r
 from orderstream.common.codec import AvroCodec, schema_ids
 from orderstream.common.history import ORDERS
 from orderstream.common.mirror import Mirror
+from orderstream.common.mongo import insert_new
 from orderstream.common.records import ALL_RECORDS
 from orderstream.gateway import api
 from orderstream.gateway.auth import Keys, Principal, Replays, Verifier
@@ -39,7 +40,7 @@ from orderstream.gateway.errors import ApiError, validation_error
 from orderstream.gateway.inflight import InFlight
 from orderstream.gateway.ratelimit import SharedBuckets
 from orderstream.gateway.settings import GatewaySettings
-from orderstream.gateway.submitter import DUPLICATE_KEY, Item, Submitter
+from orderstream.gateway.submitter import Item, Submitter
 
 if TYPE_CHECKING:
     from orderstream.gateway.app import Gateway
@@ -98,26 +99,14 @@ class Core:
         async for doc in old.find({}):
             docs.append(doc)
             if len(docs) >= batch:
-                copied += await self._copy_missing(docs)
+                copied += len(docs) - len(await insert_new(self.orders, docs))
                 docs = []
-        copied += await self._copy_missing(docs)
+        copied += len(docs) - len(await insert_new(self.orders, docs))
         if copied or await old.estimated_document_count():
             await old.drop()
             log.info("order index moved to the order database",
                      extra={"documents": copied, "database": self.orders.database.name})
         return copied
-
-    async def _copy_missing(self, docs: list[dict[str, Any]]) -> int:
-        if not docs:
-            return 0
-        try:
-            await self.orders.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                raise
-            return len(docs) - len(errors)
-        return len(docs)
 
     async def placed(self, order_ids: list[str]) -> set[str]:
         """Which of `order_ids` the order history (the collector's `trader_orders`) has."""

@@ -28,15 +28,13 @@ import logging
 import time
 from typing import Any
 
-from pymongo.errors import BulkWriteError
-
+from orderstream.common.mongo import insert_new
 from orderstream.gateway.batching import Coalescer
 
 log = logging.getLogger(__name__)
 
 ATTEMPTS = 8  # rounds of claims lost to other gateways before a take is refused for now
 BUSY_RETRY_S = 0.1
-DUPLICATE_KEY = 11000
 
 
 def _claim_id(key: str, token: int) -> str:
@@ -98,14 +96,7 @@ class SharedBuckets:
             if first >= last:
                 return granted, retry
             tokens = range(first, last)
-            taken: set[int] = set()
-            try:
-                await self.collection.insert_many([{"_id": _claim_id(key, t)} for t in tokens], ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != DUPLICATE_KEY for e in errors):
-                    raise
-                taken = {tokens[e["index"]] for e in errors}  # another gateway's
+            taken = await insert_new(self.collection, [{"_id": _claim_id(key, t)} for t in tokens])  # others'
             granted += len(tokens) - len(taken)
             self._next[key] = last
             if granted >= n:

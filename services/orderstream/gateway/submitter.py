@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Histogram
-from pymongo.errors import BulkWriteError
+
+from orderstream.common.mongo import insert_new
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ WRITE = Histogram(
 )
 STORE, BROKER = WRITE.labels("store"), WRITE.labels("broker")
 
-DUPLICATE_KEY = 11000
 
 Send = Callable[[list[tuple[str, bytes, bytes, list[tuple[str, bytes]]]]], Awaitable[None]]
 Placed = Callable[[list[str]], Awaitable[set[str]]]  # which of these order ids the history knows
@@ -128,14 +128,8 @@ class Submitter:
         duplicates: dict[int, Item] = {}
         if new:
             started = time.perf_counter()
-            try:
-                await self.collection.insert_many([item.doc for item in new], ordered=False)
-            except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                other = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-                if other:
-                    raise
-                duplicates = {id(new[e["index"]]): new[e["index"]] for e in errors}
+            there = await insert_new(self.collection, [item.doc for item in new if item.doc is not None])
+            duplicates = {id(new[i]): new[i] for i in there}
             STORE.observe(time.perf_counter() - started)
         originals: dict[str, dict[str, Any]] = {}
         resend: set[str] = set()
