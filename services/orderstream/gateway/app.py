@@ -86,6 +86,7 @@ async def healthz(request: web.Request) -> web.Response:
             "connections": sum(len(c) for c in gw.connections.values()),
             "instruments": len(gw.instruments.latest),
             "orders_in_flight": gw.outstanding.count,
+            "orders_in_flight_bound": gw.outstanding.bound,
             "orders_refused_busy": gw.outstanding.refused,
             "orders_in_flight_expired": gw.outstanding.expired,
             "fix_sessions": gw.fix.health(),

@@ -79,7 +79,9 @@ class Core:
         self.buckets = SharedBuckets(self.order_db["gateway_rate_limits"], settings.orders_per_s,
                                      settings.orders_burst, settings.orders_lease)
         self.swept = [self.buckets]  # every SharedBuckets whose old claims the sweep drops
-        self.outstanding = InFlight(settings.max_orders_in_flight, settings.in_flight_expire_s)
+        self.outstanding = InFlight(settings.max_orders_in_flight, settings.in_flight_expire_s,
+                                    wait_target_s=settings.order_wait_target_s,
+                                    floor=settings.min_orders_in_flight)
         self.instruments = Mirror.standalone(settings, self.codec, MIRRORED[0], r.Instrument)
         self.depth = Mirror.standalone(settings, self.codec, MIRRORED[1], r.DepthSnapshot)
         self.orders: Any = self.order_db["gateway_orders"]

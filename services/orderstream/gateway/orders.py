@@ -211,7 +211,7 @@ class OrderEntry(Core):
             raise ApiError(
                 50302,
                 f"busy: {self.outstanding.count} orders are in the order path; send it again shortly",
-                {"in_flight": self.outstanding.count},
+                {"in_flight": self.outstanding.count, "bound": self.outstanding.bound},
                 status=503,
                 headers={"Retry-After": "1"},
             )
