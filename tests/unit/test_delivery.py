@@ -1,11 +1,14 @@
 """The delivery path's order rule (common/delivery.py), without a broker: what is handed over
-from a fetched batch given the next offset the consumer expects for the partition."""
+from a fetched batch given the next offset the consumer expects for the partition; and which
+partitions' fetched records a fetch takes while Faust has paused partitions."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from faust.types import TP
 
 from orderstream.common.delivery import FastConsumer
@@ -59,3 +62,62 @@ def test_compacted_topics_have_holes_by_design() -> None:
     c = consumer(frozenset({TOPIC}))
     c._next[tp] = 10
     assert offsets(c._in_order(tp, batch(14, 20))) == [14, 20]
+
+
+class _Fetched:
+    """Stands for aiokafka's PartitionRecords: the records one fetch brought for a partition."""
+
+    def __init__(self, offsets: list[int]) -> None:
+        self._offsets = iter(offsets)
+        self.next_fetch_offset = offsets[0]
+
+    def __iter__(self) -> _Fetched:
+        return self
+
+    def __next__(self) -> int:
+        offset = next(self._offsets)
+        self.next_fetch_offset = offset + 1
+        return offset
+
+
+def fetcher_holding(tp: TopicPartition, offsets: list[int]) -> tuple[Any, Any]:
+    """aiokafka's fetcher with the records of one fetch of `tp` waiting to be taken, and tp's state."""
+    state: Any = SimpleNamespace(paused=False, position=offsets[0])
+    state.consumed_to = lambda offset: setattr(state, "position", offset)
+    assignment = SimpleNamespace(active=True, state_value=lambda _: state)
+    f: Any = Fetcher.__new__(Fetcher)
+    f._subscriptions = SimpleNamespace(reassignment_in_progress=False, is_assigned=lambda _: True)
+    f._records = {tp: FetchResult(tp, assignment=assignment, partition_records=_Fetched(offsets), backoff=0)}
+    f._wait_consume_future, f._fetch_waiters, f._closed = None, set(), False
+    return f, state
+
+
+async def handed_to_aiokafka(active: set[TP]) -> Any:
+    """What FastConsumer hands aiokafka's fetch as the partitions to take records of."""
+    handed = []
+
+    async def getmany(partitions: Any, timeout: float) -> dict[Any, Any]:
+        handed.append(partitions)
+        return {}
+
+    c: Any = FastConsumer.__new__(FastConsumer)
+    c._thread = SimpleNamespace(getmany=getmany)
+    await c._getmany(active, 1.0)
+    return handed[0]
+
+
+async def test_a_fetch_while_a_rebalance_has_paused_every_partition_takes_no_records() -> None:
+    # aiokafka takes every partition's records when handed an empty set; recovery had just sought
+    # this changelog partition to its start, and the records taken then were dropped
+    changelog = TopicPartition("state-changelog", 0)
+    f, state = fetcher_holding(changelog, [0, 1, 2])
+    assert await f.fetched_records(set()) == {changelog: [0, 1, 2]}
+    assert state.position == 3
+
+    f, state = fetcher_holding(changelog, [0, 1, 2])
+    active: set[TP] = set()  # Faust's active partitions: the rebalance paused them all
+    partitions = await handed_to_aiokafka(active)
+    assert await f.fetched_records(partitions) == {}
+    assert state.position == 0  # left where recovery put it
+    active.add(TP(changelog.topic, changelog.partition))  # recovery resumes the partition
+    assert await f.fetched_records(partitions) == {changelog: [0, 1, 2]}

@@ -29,7 +29,8 @@ partition whose records were not yet taken when it went out waits for it to come
 back; Faust lets the broker hold a fetch that finds nothing for 1.5 s, here 100 ms
 (`FETCH_MAX_WAIT_MS`). The records of every partition a fetch returned are taken at
 once, so aiokafka's prefetch back-off (100 ms) only holds fetches back for partitions
-Faust has paused (table recovery).
+Faust has paused (table recovery). A fetch takes the records of the partitions Faust has
+not paused only, also when it has paused them all (`Taking`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,33 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
+class Taking:
+    """The partitions a fetch may take records of: Faust's active set, read as it changes.
+
+    aiokafka's `fetched_records(partitions)` takes the records of *every* partition when
+    `partitions` is empty, and moves their positions past them. Faust's set empties while a
+    fetch waits: a rebalance pauses every partition. A fetch that was waiting then took,
+    among others, whole table changelog partitions, which the fetch loop dropped (the flow is
+    stopped). When recovery had sought such a partition back to the start of its log
+    (`seek_wait`) a few ms before, its position was left at the end: recovery never got an
+    event of it ("No event received for active tp ... since recovery start") and that
+    partition's flow never resumed (tests/e2e/test_replica_failover.py, about one run in
+    two). Empty, this set takes nothing: a partition's records wait in the fetcher until
+    Faust resumes it.
+    """
+
+    __slots__ = ("active",)
+
+    def __init__(self, active: set[TP]) -> None:
+        self.active = active
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.active
+
+
 class FastConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer whose fetch loop hands routed partitions' records over in batches."""
 
@@ -85,6 +113,12 @@ class FastConsumer(faust_aiokafka.Consumer):
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     # -- the fetch loop ---------------------------------------------------------
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        """Fetched records of the active partitions only, also once a rebalance has paused them all."""
+        taking = None if active_partitions is None else Taking(active_partitions)
+        # aiokafka asks a fetch's partitions for their truth and membership only
+        return await super()._getmany(taking, timeout)  # type: ignore[arg-type]
 
     async def _drain_messages(self, fetcher: Any) -> None:  # pragma: no cover - run by Faust's Fetcher
         fetcher_stopped = fetcher._stopped.is_set
