@@ -30,12 +30,14 @@ back; Faust lets the broker hold a fetch that finds nothing for 1.5 s, here 100 
 (`FETCH_MAX_WAIT_MS`). The records of every partition a fetch returned are taken at
 once, so aiokafka's prefetch back-off (100 ms) only holds fetches back for partitions
 Faust has paused (table recovery). A fetch takes the records of the partitions Faust has
-not paused only, also when it has paused them all (`Taking`).
+not paused only, also when it has paused them all (`Taking`). aiokafka runs on the worker's
+event loop, not in a thread with a loop of its own as in stock Faust (`_LoopConsumer`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -43,6 +45,7 @@ from typing import Any
 from aiokafka import ConsumerRecord
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+from mode import Service
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,49 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
         return consumer
+
+
+class _LoopConsumer(_ConsumerThread):
+    """Faust's consumer "thread" run as a plain service on the worker's own event loop.
+
+    Stock Faust runs aiokafka in a thread of its own with its own event loop: every fetch,
+    seek and commit crosses between the two loops (a method queue, `call_soon_threadsafe`
+    both ways) and the two threads take turns at the GIL. Here aiokafka runs on the worker's
+    loop and `call_thread` is a plain await. Heartbeats then share the loop with the handlers,
+    which hand over between batches (a batch takes milliseconds, the session timeout is
+    seconds); Faust's rebalance callbacks already ran on this loop.
+    """
+
+    # mode.Service's own lifecycle instead of mode.ServiceThread's (which starts a thread)
+    wait_for_shutdown = False
+    start = Service.start
+    maybe_start = Service.maybe_start
+    stop = Service.stop
+    _stopped_set = Service._stopped_set
+    set_shutdown = Service.set_shutdown
+    _new_shutdown_event = Service._new_shutdown_event
+    _stop_children = Service._stop_children
+    _stop_futures = Service._stop_futures
+    _stop_exit_stacks = Service._stop_exit_stacks
+
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
+
+    async def crash(self, exc: BaseException) -> None:
+        await Service.crash(self, exc)
+
+    async def on_stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+
+    async def call_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        result = fun(*args, **kwargs)  # some are plain functions (the method queue awaited those only)
+        return await result if inspect.isawaitable(result) else result
+
+    async def cast_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        result = fun(*args, **kwargs)
+        if inspect.isawaitable(result):
+            self.add_future(result)
 
 
 class Taking:
@@ -110,7 +156,7 @@ class FastConsumer(faust_aiokafka.Consumer):
         self.sought_back = 0  # seeks back over records not handed over
 
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return _LoopConsumer(self, loop=self.loop, beacon=self.beacon)
 
     # -- the fetch loop ---------------------------------------------------------
 
