@@ -59,17 +59,9 @@ Route = Callable[[int, list[ConsumerRecord]], Awaitable[None]]
 FETCH_MAX_WAIT_MS = 100
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    """Faust's consumer thread, with a shorter fetch wait (`FETCH_MAX_WAIT_MS`)."""
-
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
-        return consumer
-
-
-class _LoopConsumer(_ConsumerThread):
-    """Faust's consumer "thread" run as a plain service on the worker's own event loop.
+class _LoopConsumer(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer "thread" run as a plain service on the worker's own event loop, with a
+    shorter fetch wait (`FETCH_MAX_WAIT_MS`).
 
     Stock Faust runs aiokafka in a thread of its own with its own event loop: every fetch,
     seek and commit crosses between the two loops (a method queue, `call_soon_threadsafe`
@@ -94,6 +86,11 @@ class _LoopConsumer(_ConsumerThread):
     def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
         super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
 
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = FETCH_MAX_WAIT_MS  # read when the consumer starts its fetcher
+        return consumer
+
     async def crash(self, exc: BaseException) -> None:
         await Service.crash(self, exc)
 
@@ -105,6 +102,7 @@ class _LoopConsumer(_ConsumerThread):
         result = fun(*args, **kwargs)  # some are plain functions (the method queue awaited those only)
         return await result if inspect.isawaitable(result) else result
 
+    # the method queue both would go through is never started here: a call through it would hang
     async def cast_thread(self, fun: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         result = fun(*args, **kwargs)
         if inspect.isawaitable(result):
