@@ -42,6 +42,7 @@ from aiokafka import ConsumerRecord
 from orderstream.common import metrics
 from orderstream.common.codec import AvroCodec, DecodeError, RegistryUnavailable, schema_ids
 from orderstream.common.delivery import FastConsumer, FastTransport, Route
+from orderstream.common.heap import settle
 from orderstream.common.logs import logging_config
 from orderstream.common.producer import RecordProducer
 from orderstream.common.record import Record
@@ -260,6 +261,8 @@ class Service:
 
         async def assigned(sender: Any, /, *tps: Any, signal: Any, **kwargs: Any) -> None:
             self.assignments += 1
+            if self.assignments == 1:
+                settle()  # the worker is built and has joined its group (common/heap.py)
 
         self.app.on_partitions_assigned.connect(assigned)
         self.assignments = 0  # rebalances this worker has been through (0: not yet part of its group)
@@ -511,6 +514,7 @@ class Service:
             asyncio.run(self.ensure_changelogs())
             for mirror in self.mirrors:
                 mirror.preload()
+            settle()
         self.app.main()
 
     async def ensure_changelogs(self, timeout_s: float = 60.0) -> None:

@@ -17,6 +17,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from orderstream.common.heap import settle
 from orderstream.common.logs import logging_config
 from orderstream.gateway import api
 from orderstream.gateway.admin import Admin
@@ -166,7 +167,13 @@ def build(settings: GatewaySettings | None = None) -> web.Application:
     return app
 
 
+async def _settle(_: web.Application) -> None:
+    settle()  # after the rooms have started: what they built stays out of collections (common/heap.py)
+
+
 def main() -> None:
     settings = GatewaySettings()
     logging.config.dictConfig(logging_config("gateway", settings.log_level, settings.worker_id))
-    web.run_app(build(settings), host=settings.web_host, port=settings.web_port, access_log=None)
+    app = build(settings)
+    app.on_startup.append(_settle)
+    web.run_app(app, host=settings.web_host, port=settings.web_port, access_log=None)
