@@ -30,15 +30,11 @@ from aiokafka import AIOKafkaConsumer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.bench_chain import pct
 from orderstream.common.codec import AvroCodec, DecodeError, schema_ids
 from orderstream.common.records import ALL_RECORDS
 
 PATH = ("order.commands", "order.funded", "match.commands", "order.events", "execution.reports")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
 
 
 async def trace(bootstrap: str, prefix: str, seconds: float) -> dict[str, list[float]]:
@@ -92,7 +88,8 @@ def main() -> None:
         sys.exit(1)
     print(f"{'hop (ms, CreateTime to CreateTime)':52} {'orders':>7} {'p50':>7} {'p90':>7} {'p99':>7}")
     for name, values in hops.items():
-        p50, p90, p99 = (pct(values, q) for q in (0.5, 0.9, 0.99))
+        values.sort()
+        p50, p90, p99 = (pct(values, q) or 0.0 for q in (50, 90, 99))
         print(f"{name:52} {len(values):7d} {p50:7.1f} {p90:7.1f} {p99:7.1f}")
 
 

@@ -514,7 +514,6 @@ class Service:
             asyncio.run(self.ensure_changelogs())
             for mirror in self.mirrors:
                 mirror.preload()
-            settle()
         self.app.main()
 
     async def ensure_changelogs(self, timeout_s: float = 60.0) -> None:
